@@ -1,0 +1,96 @@
+"""icechunk-prefect: transactional, distributed writes of Xarray/Dask data into Icechunk
+repositories, as retryable Prefect tasks on a Dask cluster.
+
+Public API:
+
+- flows: :func:`to_icechunk`, :func:`store_dask`, :func:`prepare_write`, :func:`finish_write`
+- steps inside your own flows: :class:`FlowDatasetWriter` and the tasks in
+  :mod:`icechunk_prefect.tasks`
+- where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
+- where data lives: :class:`LocalRepository`, :func:`open_repository`
+- errors: :class:`IcechunkPrefectError` and its subclasses
+"""
+
+import os as _os
+
+import icechunk as _icechunk
+
+if "ICECHUNK_LOG" not in _os.environ:
+    # The local-filesystem "not safe for concurrent commits" warning is handled by
+    # icechunk_prefect.repository.commit_lock; keep other warnings.
+    _icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
+
+from icechunk_prefect.errors import (
+    CheckFailedError,
+    ChunkAlignmentError,
+    CommitConflictError,
+    ConfigurationError,
+    DoubleWriteError,
+    DuplicateStepsError,
+    IcechunkPrefectError,
+    InputValidationError,
+    NothingToCommitError,
+    RegionError,
+    SchemaMismatchError,
+    WriteError,
+)
+from icechunk_prefect.flows import finish_write, prepare_write, store_dask, to_icechunk
+from icechunk_prefect.planning import Partition, WritePlan
+from icechunk_prefect.repository import (
+    LocalRepository,
+    RepositorySource,
+    open_repository,
+    resolve_repository,
+)
+from icechunk_prefect.runtime import DaskClusterConfig, IcechunkDaskTaskRunner, ensure_shared_api
+from icechunk_prefect.sessions import commit_fork, find_commit, merge_forks
+from icechunk_prefect.tasks import (
+    commit_task,
+    merge_task,
+    write_eager_task,
+    write_lazy_graph_task,
+    write_metadata_task,
+    write_partition_task,
+)
+from icechunk_prefect.writer import FlowDatasetWriter, WriteResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckFailedError",
+    "ChunkAlignmentError",
+    "CommitConflictError",
+    "ConfigurationError",
+    "DaskClusterConfig",
+    "DoubleWriteError",
+    "DuplicateStepsError",
+    "FlowDatasetWriter",
+    "IcechunkDaskTaskRunner",
+    "IcechunkPrefectError",
+    "InputValidationError",
+    "LocalRepository",
+    "NothingToCommitError",
+    "Partition",
+    "RegionError",
+    "RepositorySource",
+    "SchemaMismatchError",
+    "WriteError",
+    "WritePlan",
+    "WriteResult",
+    "commit_fork",
+    "commit_task",
+    "ensure_shared_api",
+    "find_commit",
+    "finish_write",
+    "merge_forks",
+    "merge_task",
+    "open_repository",
+    "prepare_write",
+    "resolve_repository",
+    "store_dask",
+    "to_icechunk",
+    "write_eager_task",
+    "write_lazy_graph_task",
+    "write_metadata_task",
+    "write_partition_task",
+]

@@ -1,0 +1,141 @@
+"""Plain functions over xarray objects: which variables are lazy, templates, labels.
+
+Nothing here touches a repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import is_dask_collection
+
+from icechunk_prefect.errors import InputValidationError
+
+__all__ = [
+    "as_dataset",
+    "eager_variables",
+    "lazy_template",
+    "lazy_variables",
+    "subset_variables",
+]
+
+_DATAARRAY_NAME = "__xarray_dataarray_name__"
+_DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
+
+
+def as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """Turn a DataArray into the Dataset xarray's ``to_zarr`` would write (same naming rules)."""
+    if isinstance(obj, xr.Dataset):
+        ds = obj
+    elif isinstance(obj, xr.DataArray):
+        if obj.name is None:
+            ds = obj.to_dataset(name=_DATAARRAY_VARIABLE)
+        elif obj.name in obj.coords or obj.name in obj.dims:
+            ds = obj.to_dataset(name=_DATAARRAY_VARIABLE)
+            ds.attrs[_DATAARRAY_NAME] = obj.name
+        else:
+            ds = obj.to_dataset()
+    else:
+        raise InputValidationError(
+            f"Expected an xarray Dataset or DataArray, got {type(obj).__name__}. "
+            "Wrap numpy/dask arrays in xarray objects, or use the store_dask flow."
+        )
+    if not ds.variables:
+        raise InputValidationError(
+            "The dataset is empty (no variables): there is nothing to write. "
+            "Check the source selection (time window, variable names)."
+        )
+    empty = {str(d): n for d, n in ds.sizes.items() if n == 0}
+    if empty:
+        raise InputValidationError(
+            f"The dataset has zero-length dimensions {empty}: there is nothing to write. "
+            "Check the time window or selection that produced it."
+        )
+    return ds
+
+
+def _is_lazy(var: xr.Variable) -> bool:
+    return is_dask_collection(var.data)
+
+
+def lazy_variables(ds: xr.Dataset) -> list[str]:
+    """Names of the dask-backed variables (data variables and coordinates)."""
+    return [str(n) for n, v in ds.variables.items() if _is_lazy(v)]
+
+
+def eager_variables(ds: xr.Dataset) -> list[str]:
+    """Names of the in-memory (numpy-backed) variables, coordinates included."""
+    return [str(n) for n, v in ds.variables.items() if not _is_lazy(v)]
+
+
+def _wrap_lazily(var: xr.Variable) -> xr.Variable:
+    if _is_lazy(var) or var.ndim == 0:
+        return var
+    values = np.asarray(var.values)
+    encoding = dict(var.encoding)
+    if values.dtype.kind == "M" and "units" not in encoding:
+        from xarray.coding.times import encode_cf_datetime
+
+        num, units, calendar = encode_cf_datetime(values)
+        encoding.setdefault("units", units)
+        encoding.setdefault("calendar", calendar)
+        encoding.setdefault("dtype", np.asarray(num).dtype)
+    return xr.Variable(var.dims, da.from_array(values, chunks=-1), var.attrs, encoding)
+
+
+def lazy_template(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset with every non-scalar variable dask-backed and no indexes.
+
+    Writing it with ``to_zarr(compute=False)`` creates (or resizes) the arrays and
+    writes attributes and scalars, but no chunk of any array.
+    """
+    coords = xr.Coordinates({n: _wrap_lazily(ds.variables[n]) for n in ds.coords}, indexes={})
+    data_vars = {n: _wrap_lazily(ds.variables[n]) for n in ds.data_vars}
+    return xr.Dataset(data_vars, coords=coords, attrs=ds.attrs)
+
+
+def subset_variables(ds: xr.Dataset, names: Iterable[Hashable]) -> xr.Dataset:
+    """A dataset holding only ``names`` as plain variables (no coordinates attached)."""
+    variables = {n: ds.variables[n] for n in names}
+    coords = xr.Coordinates({n: v for n, v in variables.items() if n in ds.coords}, indexes={})
+    data = {n: v for n, v in variables.items() if n not in ds.coords}
+    return xr.Dataset(data, coords=coords)
+
+
+def label_range(ds: xr.Dataset, dim: str, start: int, stop: int) -> str:
+    """``time[2024-01-01..2024-01-07]``-style label for positions ``start:stop`` of ``ds``."""
+    if dim in ds.indexes and stop > start:
+        values = ds.indexes[dim][[start, stop - 1]]
+        first, last = (_fmt(v) for v in values)
+        return f"{dim}[{first}..{last}]"
+    return f"{dim}[{start}:{stop}]"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.datetime64 | np.generic) and np.issubdtype(
+        np.asarray(value).dtype, np.datetime64
+    ):
+        value = np.datetime_as_string(value, unit="s")
+    text = str(value)
+    if hasattr(value, "isoformat"):
+        text = value.isoformat()
+    return text.removesuffix("T00:00:00").removesuffix(" 00:00:00")
+
+
+def bytes_per_step(ds: xr.Dataset, names: Iterable[str], dim: str) -> int:
+    """Uncompressed bytes of ``names`` per position along ``dim``."""
+    total = 0
+    for n in names:
+        v = ds.variables[n]
+        if dim in v.dims:
+            total += int(v.dtype.itemsize * v.size // max(1, v.sizes[dim]))
+    return total
+
+
+def mapping_of_slices(region: Mapping[str, slice]) -> dict[str, tuple[int, int]]:
+    """JSON-friendly form of a region."""
+    return {k: (int(s.start or 0), int(s.stop)) for k, s in region.items()}

@@ -1,0 +1,151 @@
+"""Where a repository lives, in a form that can travel to Dask workers.
+
+Tasks never receive a live :class:`icechunk.Repository` from the user: they
+receive a *repository source*, a small picklable object that knows how to open
+the repository on the machine that runs the task, and that carries no secret.
+A plain path (``str`` or :class:`pathlib.Path`) means a local filesystem
+repository. :class:`icechunk_prefect.blocks.IcechunkRepository` (a Prefect
+Block) is the configurable source for object storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import icechunk
+
+from icechunk_prefect.errors import ConfigurationError
+
+__all__ = [
+    "LocalRepository",
+    "RepositoryLike",
+    "RepositorySource",
+    "commit_lock",
+    "open_repository",
+    "resolve_repository",
+]
+
+
+@runtime_checkable
+class RepositorySource(Protocol):
+    """Anything that can open an Icechunk repository where a task runs."""
+
+    def open_repository(self, *, create: bool = False) -> icechunk.Repository:
+        """Open (or, with ``create=True``, create if missing) the repository."""
+        ...
+
+    def describe(self) -> str:
+        """A short description without secrets, for logs and commit metadata."""
+        ...
+
+    def local_lock_path(self) -> str | None:
+        """A file path to serialize commits on, for storages without conditional writes."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalRepository:
+    """A repository on the local filesystem (the embedded default).
+
+    Example:
+        ```python
+        from icechunk_prefect import LocalRepository
+
+        repo = LocalRepository("/tmp/my-repo").open_repository(create=True)
+        ```
+    """
+
+    path: str
+
+    def _storage(self) -> icechunk.Storage:
+        return icechunk.local_filesystem_storage(str(Path(self.path).expanduser().absolute()))
+
+    def open_repository(self, *, create: bool = False) -> icechunk.Repository:
+        storage = self._storage()
+        if icechunk.Repository.exists(storage):
+            return icechunk.Repository.open(storage)
+        if create:
+            Path(self.path).expanduser().mkdir(parents=True, exist_ok=True)
+            return icechunk.Repository.create(storage)
+        p = Path(self.path).expanduser()
+        seen = (
+            "the path does not exist"
+            if not p.exists()
+            else f"the folder holds {sorted(x.name for x in p.iterdir())[:5]}"
+        )
+        raise ConfigurationError(
+            f"No Icechunk repository at {self.path!r} ({seen}). "
+            "Create it first (e.g. the 'create' flow, or pass create=True / mode='w')."
+        )
+
+    def describe(self) -> str:
+        return f"file://{Path(self.path).expanduser().absolute()}"
+
+    def local_lock_path(self) -> str | None:
+        return str(Path(self.path).expanduser().absolute() / ".icechunk-prefect.commit.lock")
+
+
+RepositoryLike = str | os.PathLike[str] | RepositorySource
+
+
+def resolve_repository(repo: RepositoryLike | icechunk.Repository) -> RepositorySource:
+    """Turn what a user passed into a :class:`RepositorySource`.
+
+    A path becomes a :class:`LocalRepository`. A live ``icechunk.Repository`` is
+    accepted only for local filesystem storage (its path is read back): anything
+    else would carry storage credentials inside every pickled task result.
+    """
+    if isinstance(repo, RepositorySource):
+        return repo
+    if isinstance(repo, str | os.PathLike):
+        return LocalRepository(os.fspath(repo))
+    if isinstance(repo, icechunk.Repository):
+        text = repr(repo.storage)
+        if "in-memory" in text:
+            raise ConfigurationError(
+                "In-memory storage cannot be used for a distributed run: each Dask worker "
+                "process would see an empty, different repository (seen: in-memory storage). "
+                "Use a local path or object storage (IcechunkRepository block)."
+            )
+        for line in text.splitlines():
+            if line.strip().startswith("path:"):
+                return LocalRepository(line.split("path:", 1)[1].strip())
+        raise ConfigurationError(
+            f"Cannot pass a live icechunk.Repository on {text.splitlines()[1:2]} storage to a "
+            "flow: its credentials would travel in every task result. Describe it with an "
+            "icechunk_prefect.IcechunkRepository block instead."
+        )
+    raise ConfigurationError(
+        f"Expected a repository path, a RepositorySource or an IcechunkRepository block; "
+        f"got {type(repo).__name__}."
+    )
+
+
+def open_repository(repo: RepositoryLike, *, create: bool = False) -> icechunk.Repository:
+    """Open the repository described by ``repo`` (see :func:`resolve_repository`)."""
+    return resolve_repository(repo).open_repository(create=create)
+
+
+@contextlib.contextmanager
+def commit_lock(source: RepositorySource, timeout: float = 600.0) -> Iterator[None]:
+    """Serialize commits across processes where the storage cannot.
+
+    Icechunk's local filesystem storage has no conditional writes: concurrent
+    commits from several processes are silently lost. For such repositories this
+    holds an OS file lock for the duration of the commit; for object stores it does
+    nothing (they honour conditional writes).
+    """
+    path = source.local_lock_path()
+    if path is None:
+        yield
+        return
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path, timeout=timeout):
+        yield

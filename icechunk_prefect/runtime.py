@@ -1,0 +1,150 @@
+"""Where the flows run: the Dask task runner and the Prefect API its workers report to.
+
+:class:`IcechunkDaskTaskRunner` is prefect-dask's ``DaskTaskRunner`` with one
+addition: before any task is submitted it makes sure there is exactly one Prefect
+API for the run and that every Dask worker talks to it. Without that, a flow run
+with no ``PREFECT_API_URL`` configured starts an ephemeral server, and every Dask
+worker process starts one more of its own, to which its task runs are reported.
+
+Configuration for the cluster is a :class:`DaskClusterConfig` (a pydantic model,
+so it renders as a form in the Prefect UI): a local cluster by default, an
+existing scheduler by address, or any cluster class (dask-kubernetes,
+dask-jobqueue, Coiled) by import path with its keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_dask import DaskTaskRunner
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "DaskClusterConfig",
+    "IcechunkDaskTaskRunner",
+    "ensure_shared_api",
+]
+
+
+def ensure_shared_api(startup_timeout: int = 180) -> str:
+    """Return the URL of the Prefect API this process uses, starting one if needed.
+
+    With ``PREFECT_API_URL`` set, that URL is returned. Otherwise Prefect's
+    ephemeral server (the one a flow run brings up by itself) is started once for
+    this process, and its URL is exported as ``PREFECT_API_URL`` so that processes
+    started afterwards (local Dask workers) use it instead of starting their own.
+    """
+    url = PREFECT_API_URL.value()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        # A cold start (new database, migrations) takes longer than Prefect's 20 s default.
+        server.start(timeout=startup_timeout)
+        url = server.api_url
+    os.environ["PREFECT_API_URL"] = url
+    return url
+
+
+class IcechunkDaskTaskRunner(DaskTaskRunner):
+    """prefect-dask's ``DaskTaskRunner`` whose workers report to the flow's own Prefect API.
+
+    Arguments are those of ``DaskTaskRunner``. With neither ``address`` nor
+    ``cluster_class``, a ``distributed.LocalCluster`` of worker processes is made
+    with ``cluster_kwargs`` over light defaults (one thread per worker, one worker
+    per core, no dashboard).
+
+    Example:
+        ```python
+        from prefect import flow, task
+        from icechunk_prefect import IcechunkDaskTaskRunner
+
+        @task
+        def double(x: int) -> int:
+            return 2 * x
+
+        @flow(task_runner=IcechunkDaskTaskRunner(cluster_kwargs={"n_workers": 1}))
+        def doubles() -> list[int]:
+            return [f.result() for f in double.map([1, 2])]
+        ```
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not kwargs.get("address") and not kwargs.get("cluster_class") and not args:
+            defaults: dict[str, Any] = {
+                "n_workers": max(1, min(4, os.cpu_count() or 1)),
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+            kwargs["cluster_kwargs"] = {**defaults, **(kwargs.get("cluster_kwargs") or {})}
+        super().__init__(*args, **kwargs)
+        self._api_url: str | None = None
+
+    def __enter__(self) -> IcechunkDaskTaskRunner:
+        self._api_url = ensure_shared_api()
+        super().__enter__()
+        return self
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        # The serialized settings context travels with every task to the worker:
+        # pin the API URL in it so that workers of an existing cluster (which did not
+        # inherit our environment) report to the same API.
+        if self._api_url and PREFECT_API_URL.value() != self._api_url:
+            with temporary_settings(updates={PREFECT_API_URL: self._api_url}):
+                return super().submit(*args, **kwargs)
+        return super().submit(*args, **kwargs)
+
+
+class DaskClusterConfig(BaseModel):
+    """Which Dask cluster a flow runs on.
+
+    Leave everything empty for a local cluster of worker processes on this
+    machine. Set ``address`` to use a running scheduler (``tcp://host:8786``), or
+    ``cluster_class`` (an import path such as ``dask_kubernetes.operator.KubeCluster``
+    or ``dask_jobqueue.SLURMCluster``) with ``cluster_kwargs`` to start one.
+
+    Example:
+        ```python
+        from icechunk_prefect import DaskClusterConfig
+
+        runner = DaskClusterConfig(n_workers=2).task_runner()
+        ```
+    """
+
+    address: str | None = Field(
+        default=None, description="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."
+    )
+    cluster_class: str | None = Field(
+        default=None,
+        description="Import path of a Dask cluster class, e.g. dask_jobqueue.SLURMCluster.",
+    )
+    cluster_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the cluster class."
+    )
+    adapt_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Adaptive scaling, e.g. {minimum: 1, maximum: 20}."
+    )
+    n_workers: int | None = Field(
+        default=None, ge=1, description="Local cluster only: number of worker processes."
+    )
+    threads_per_worker: int | None = Field(
+        default=None, ge=1, description="Local cluster only: threads per worker."
+    )
+
+    def task_runner(self) -> IcechunkDaskTaskRunner:
+        """Build the task runner this configuration describes."""
+        if self.address:
+            return IcechunkDaskTaskRunner(address=self.address)
+        kwargs = dict(self.cluster_kwargs)
+        if self.n_workers is not None:
+            kwargs.setdefault("n_workers", self.n_workers)
+        if self.threads_per_worker is not None:
+            kwargs.setdefault("threads_per_worker", self.threads_per_worker)
+        return IcechunkDaskTaskRunner(
+            cluster_class=self.cluster_class,
+            cluster_kwargs=kwargs,
+            adapt_kwargs=self.adapt_kwargs or None,
+        )

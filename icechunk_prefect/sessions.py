@@ -1,0 +1,214 @@
+"""Merging forks and committing them exactly once (plain functions, no Prefect)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import icechunk
+from icechunk.session import ForkSession
+
+from icechunk_prefect.errors import (
+    CommitConflictError,
+    DoubleWriteError,
+    NothingToCommitError,
+)
+from icechunk_prefect.repository import RepositoryLike, commit_lock, resolve_repository
+
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "METADATA_PREFIX",
+    "chunks_written",
+    "commit_fork",
+    "find_commit",
+    "idempotency_key",
+    "merge_forks",
+]
+
+METADATA_PREFIX = "icechunk_prefect"
+IDEMPOTENCY_KEY = f"{METADATA_PREFIX}.idempotency_key"
+
+
+def chunks_written(fork: ForkSession) -> dict[str, set[tuple[int, ...]]]:
+    """The chunks a fork has written, by array path."""
+    return {
+        path: {tuple(c) for c in coords} for path, coords in fork.status().updated_chunks.items()
+    }
+
+
+def merge_forks(
+    forks: Sequence[ForkSession],
+    into: ForkSession | None = None,
+    *,
+    check_overlap: bool = True,
+) -> ForkSession:
+    """Merge ``forks`` (into ``into``, or into the first of them) and return the result.
+
+    With ``check_overlap`` (the default), refuse forks that wrote the same chunk:
+    Icechunk's merge would keep the last one silently.
+    """
+    forks = list(forks)
+    if into is None:
+        if not forks:
+            raise ValueError("merge_forks needs at least one fork")
+        into, forks = forks[0], forks[1:]
+        checked = [into, *forks]
+    else:
+        checked = forks
+    if check_overlap and len(checked) > 1:
+        seen: dict[tuple[str, tuple[int, ...]], int] = {}
+        for i, fork in enumerate(checked):
+            for path, coords in chunks_written(fork).items():
+                for c in coords:
+                    j = seen.setdefault((path, c), i)
+                    if j != i:
+                        raise DoubleWriteError(
+                            f"Two partitions ({j} and {i} of this merge) wrote chunk {list(c)} of "
+                            f"array {path!r}; the last would silently win. The partitions overlap: "
+                            "check the plan's partition size against the chunk size."
+                        )
+    if forks:
+        into.merge(*forks)
+    return into
+
+
+def idempotency_key(*parts: Any) -> str:
+    """A stable key from JSON-able parts (e.g. flow run id and parameters)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def find_commit(
+    repo: icechunk.Repository,
+    branch: str,
+    key: str,
+    *,
+    stop_at: str | None = None,
+    limit: int = 1000,
+) -> str | None:
+    """Snapshot id of the commit on ``branch`` whose metadata holds idempotency ``key``.
+
+    Walks back from the tip, at most ``limit`` snapshots or down to ``stop_at``.
+    """
+    for i, snap in enumerate(repo.ancestry(branch=branch)):
+        if (snap.metadata or {}).get(IDEMPOTENCY_KEY) == key:
+            return snap.id
+        if snap.id == stop_at or i >= limit:
+            break
+    return None
+
+
+def _conflicts(
+    repo: icechunk.Repository, base: str, branch: str, fork: ForkSession
+) -> dict[str, list[list[int]]]:
+    """Chunks (and arrays) changed both on the branch since ``base`` and in ``fork``."""
+    theirs = repo.diff(from_snapshot_id=base, to_branch=branch)
+    ours = fork.status()
+    clash: dict[str, list[list[int]]] = {}
+    ours_chunks = {p: {tuple(c) for c in cs} for p, cs in ours.updated_chunks.items()}
+    for path, coords in theirs.updated_chunks.items():
+        both = ours_chunks.get(path, set()) & {tuple(c) for c in coords}
+        if both:
+            clash[path] = [list(c) for c in sorted(both)]
+    touched_theirs = (
+        theirs.new_arrays | theirs.deleted_arrays | theirs.updated_arrays | theirs.deleted_groups
+    )
+    touched_ours = ours.new_arrays | ours.deleted_arrays | ours.updated_arrays
+    for path in touched_theirs & touched_ours:
+        clash.setdefault(path, [])
+    return clash
+
+
+def commit_fork(
+    repo: RepositoryLike,
+    branch: str,
+    fork: ForkSession,
+    *,
+    message: str,
+    metadata: Mapping[str, Any] | None = None,
+    base_snapshot: str | None = None,
+    key: str | None = None,
+    rebase_tries: int = 5,
+    on_committed: Callable[[str], None] | None = None,
+) -> str:
+    """Commit the merged ``fork`` to ``branch`` once, and return the snapshot id.
+
+    - With an idempotency ``key``, a commit already on the branch that carries the
+      key is returned instead of committing again (a retried commit step whose
+      first try landed).
+    - If the branch moved since ``base_snapshot``, the changes on the branch are
+      compared with the fork's: any chunk or array changed by both raises
+      :class:`~icechunk_prefect.errors.CommitConflictError` naming them; disjoint
+      changes are committed on top of the new tip.
+    - Commits race with conflict detection and rebase, ``rebase_tries`` times,
+      with jittered backoff between attempts.
+    - On local filesystem repositories the commit holds a cross-process lock.
+    """
+    source = resolve_repository(repo)
+    meta = dict(metadata or {})
+    if key:
+        meta[IDEMPOTENCY_KEY] = key
+    with commit_lock(source):
+        repository = source.open_repository()
+        if key:
+            found = find_commit(repository, branch, key, stop_at=base_snapshot)
+            if found:
+                return found
+        last_error: Exception | None = None
+        for attempt in range(max(1, rebase_tries)):
+            session = repository.writable_session(branch)
+            if base_snapshot and session.snapshot_id != base_snapshot:
+                clash = _conflicts(repository, base_snapshot, branch, fork)
+                if clash:
+                    shown = {p: c[:5] for p, c in list(clash.items())[:5]}
+                    raise CommitConflictError(
+                        f"Branch {branch!r} moved from {base_snapshot} to {session.snapshot_id} "
+                        f"during this run, and the other writer changed what this run wrote: "
+                        f"{shown} (array: chunks; [] = array metadata). Nothing of this run was "
+                        "committed. Re-run to write on top of the new tip."
+                    )
+            session.merge(fork)
+            if not session.has_uncommitted_changes:
+                raise NothingToCommitError(
+                    f"The merged session for branch {branch!r} holds no changes; nothing to commit."
+                )
+            try:
+                sid = session.commit(
+                    message,
+                    metadata=meta,
+                    rebase_with=icechunk.ConflictDetector(),
+                    rebase_tries=1,
+                )
+            except icechunk.RebaseFailedError as exc:
+                raise CommitConflictError(
+                    f"Another writer committed to {branch!r} changes that conflict with this "
+                    f"run's: {exc}. Nothing of this run was committed."
+                ) from exc
+            except icechunk.ConflictError as exc:
+                last_error = exc
+                time.sleep(min(10.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.5))
+                continue
+            if on_committed is not None:
+                on_committed(sid)
+            return sid
+        raise CommitConflictError(
+            f"Could not commit to {branch!r} after {rebase_tries} tries: other writers kept "
+            f"committing ({last_error}). Nothing of this run was committed; re-run later."
+        )
+
+
+def tree_groups(items: Sequence[Any], split_every: int) -> list[list[Any]]:
+    """Split ``items`` into consecutive groups of at most ``split_every``."""
+    return [list(items[i : i + split_every]) for i in range(0, len(items), split_every)]
+
+
+def flatten(items: Iterable[Any]) -> list[Any]:
+    """Flatten one level of nested lists."""
+    out: list[Any] = []
+    for x in items:
+        out.extend(x if isinstance(x, list) else [x])
+    return out

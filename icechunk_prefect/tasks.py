@@ -1,0 +1,212 @@
+"""Prefect tasks: thin, retryable wrappers over :mod:`writing` and :mod:`sessions`.
+
+Every task takes and returns picklable values (a ``ForkSession``, a plan, a
+snapshot id), so it can run on any Dask worker. Input errors
+(:class:`~icechunk_prefect.errors.InputValidationError`,
+:class:`~icechunk_prefect.errors.ConfigurationError`) and conflicts are not
+retried: the same input would fail the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import xarray as xr
+from icechunk.session import ForkSession
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+
+from icechunk_prefect import sessions, writing
+from icechunk_prefect.errors import (
+    CheckFailedError,
+    CommitConflictError,
+    ConfigurationError,
+    DoubleWriteError,
+    InputValidationError,
+    NothingToCommitError,
+)
+from icechunk_prefect.planning import Partition, WritePlan
+from icechunk_prefect.repository import RepositoryLike
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "commit_task",
+    "merge_task",
+    "write_eager_task",
+    "write_lazy_graph_task",
+    "write_metadata_task",
+    "write_partition_task",
+]
+
+DEFAULT_RETRIES = 3
+_FINAL = (
+    InputValidationError,
+    ConfigurationError,
+    CommitConflictError,
+    DoubleWriteError,
+    CheckFailedError,
+    NothingToCommitError,
+)
+
+
+def retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry condition: retry any failure except the package's final errors."""
+    try:
+        state.result(raise_on_failure=True)
+    except _FINAL:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+_RETRY: dict[str, Any] = {
+    "retries": DEFAULT_RETRIES,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_unless_final,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="write metadata", task_run_name="write metadata {branch}", **_RETRY)
+def write_metadata_task(
+    repo: RepositoryLike,
+    branch: str,
+    dataset: xr.Dataset,
+    group: str | None = None,
+    mode: writing.WriteMode | None = None,
+    append_dim: str | None = None,
+    region: Mapping[str, slice | str] | str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+) -> ForkSession:
+    """Create or resize arrays and write attributes in a fork of a clean session.
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.tasks import write_metadata_task
+
+        @flow
+        def init() -> str:
+            ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
+            fork = write_metadata_task("/tmp/doc-task-repo", "main", ds, mode="w")
+            return fork.snapshot_id
+        ```
+    """
+    return writing.write_metadata(
+        repo,
+        branch,
+        dataset,
+        group=group,
+        mode=mode,
+        append_dim=append_dim,
+        region=region,
+        encoding=encoding,
+    )
+
+
+@task(name="write eager", task_run_name="write eager variables", **_RETRY)
+def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> ForkSession:
+    """Write the in-memory variables (coordinates) into the metadata fork.
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import write_eager_task
+        # inside a flow, after write_metadata_task and plan_write:
+        # fork = write_eager_task(fork, dataset, plan)
+        ```
+    """
+    return writing.write_eager(fork, dataset, plan)
+
+
+@task(name="write partition", task_run_name="write {partition.label}", **_RETRY)
+def write_partition_task(
+    fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None = None
+) -> ForkSession:
+    """Write one partition's block into a copy of the child fork; return that copy.
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import write_partition_task
+        # inside a flow: one mapped task per partition of the plan
+        # forks = write_partition_task.map(child, blocks, plan.partitions, unmapped(group))
+        ```
+    """
+    return writing.write_partition(fork, dataset, partition, group)
+
+
+@task(name="write lazy (whole graph)", task_run_name="write lazy graph", **_RETRY)
+def write_lazy_graph_task(
+    fork: ForkSession,
+    dataset: xr.Dataset,
+    plan: WritePlan,
+    split_every: int | None = None,
+    safe_chunks: bool = True,
+    align_chunks: bool = False,
+) -> ForkSession:
+    """Run the whole dask graph of the lazy variables on the flow's cluster.
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import write_lazy_graph_task
+        # inside a flow: merged = write_lazy_graph_task(child, dataset, plan)
+        ```
+    """
+    return writing.write_lazy_graph(
+        fork,
+        dataset,
+        plan,
+        split_every=split_every,
+        safe_chunks=safe_chunks,
+        align_chunks=align_chunks,
+    )
+
+
+@task(name="merge", task_run_name="merge {label}", **_RETRY)
+def merge_task(
+    forks: Sequence[ForkSession], into: ForkSession | None = None, label: str = ""
+) -> ForkSession:
+    """Merge ``forks`` into ``into`` (refusing two forks that wrote one chunk).
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import merge_task
+        # inside a flow: merged = merge_task(forks, parent, label="8 forks")
+        ```
+    """
+    return sessions.merge_forks(list(forks), into)
+
+
+@task(name="commit", task_run_name="commit {branch}", **_RETRY)
+def commit_task(
+    repo: RepositoryLike,
+    branch: str,
+    fork: ForkSession,
+    message: str,
+    metadata: Mapping[str, Any] | None = None,
+    base_snapshot: str | None = None,
+    key: str | None = None,
+) -> str:
+    """Commit the merged fork once (idempotent by ``key``); return the snapshot id.
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import commit_task
+        # inside a flow: snapshot = commit_task(repo, "main", merged, "add data")
+        ```
+    """
+    return sessions.commit_fork(
+        repo,
+        branch,
+        fork,
+        message=message,
+        metadata=metadata,
+        base_snapshot=base_snapshot,
+        key=key,
+    )

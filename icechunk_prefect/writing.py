@@ -1,0 +1,471 @@
+"""The write steps as plain functions (no Prefect): metadata, eager, lazy.
+
+Each takes and returns an :class:`icechunk.session.ForkSession`, so that it can
+run in any process; :mod:`icechunk_prefect.tasks` wraps them as Prefect tasks.
+
+The chain (all of it verified across pickling):
+
+1. :func:`write_metadata` forks a *clean* writable session on the branch and, in
+   that fork, creates or resizes the arrays and writes attributes;
+2. :func:`plan_write` (flow process) maps the dataset onto the store and splits it;
+3. :func:`write_eager` writes the in-memory variables (coordinates) into that fork;
+4. the flow forks it once more (``fork.fork()``) for the lazy writers;
+5. :func:`write_partition` (one per partition) or :func:`write_lazy_graph` (one
+   task, whole dask graph) writes the dask-backed variables into copies of that
+   child fork;
+6. :mod:`icechunk_prefect.sessions` merges and commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable, Iterator, Mapping
+from typing import Any, Literal
+
+import dask
+import numpy as np
+import xarray as xr
+import zarr
+from icechunk.session import ForkSession
+
+from icechunk_prefect.datasets import (
+    eager_variables,
+    lazy_template,
+    lazy_variables,
+    subset_variables,
+)
+from icechunk_prefect.errors import (
+    ConfigurationError,
+    DuplicateStepsError,
+    InputValidationError,
+    RegionError,
+    SchemaMismatchError,
+)
+from icechunk_prefect.planning import (
+    DEFAULT_PARTITION_BYTES,
+    Partition,
+    WritePlan,
+    check_dask_chunks,
+    check_region_bounds,
+    plan_partitions,
+    resolve_region,
+    stored_chunking,
+)
+from icechunk_prefect.repository import RepositoryLike, open_repository
+
+__all__ = [
+    "WriteMode",
+    "plan_write",
+    "resolve_mode",
+    "write_eager",
+    "write_lazy_graph",
+    "write_metadata",
+    "write_partition",
+]
+
+WriteMode = Literal["w", "w-", "a", "a-", "r+"]
+
+
+def resolve_mode(
+    mode: WriteMode | None, append_dim: Hashable | None, region: object | None
+) -> WriteMode:
+    """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``."""
+    if mode is not None:
+        if append_dim is not None and mode not in ("a", "a-"):
+            raise InputValidationError(f"append_dim needs mode 'a' or 'a-', got mode={mode!r}.")
+        if region is not None and mode not in ("r+", "a"):
+            raise InputValidationError(f"region needs mode 'r+' or 'a', got mode={mode!r}.")
+        return mode
+    if append_dim is not None and region is not None:
+        raise InputValidationError(
+            "append_dim and region cannot be used together: append first, then rewrite a region."
+        )
+    if append_dim is not None:
+        return "a"
+    if region is not None:
+        return "r+"
+    return "w-"
+
+
+def _open_group(store: Any, group: str | None) -> zarr.Group | None:
+    try:
+        return zarr.open_group(store, path=group or "", mode="r")
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+
+
+def _stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names:
+        return tuple(str(n) for n in names)
+    attr = arr.attrs.get("_ARRAY_DIMENSIONS")
+    return tuple(attr) if isinstance(attr, list) else None  # type: ignore[arg-type]
+
+
+def _validate_against_store(
+    ds: xr.Dataset,
+    group: zarr.Group,
+    store: Any,
+    group_path: str | None,
+    *,
+    append_dim: str | None,
+    region_dims: set[str],
+) -> None:
+    """Refuse writes whose variables do not fit the arrays already stored."""
+    write_dims = set(region_dims) | ({append_dim} if append_dim else set())
+    stored_ds: xr.Dataset | None = None
+    for name, var in ds.variables.items():
+        name = str(name)
+        if name not in group:
+            continue
+        arr = group[name]
+        if not isinstance(arr, zarr.Array):
+            raise SchemaMismatchError(f"{name!r} exists in the store as a group, not an array.")
+        dims = _stored_dims(arr)
+        if dims is not None and tuple(map(str, var.dims)) != dims:
+            raise SchemaMismatchError(
+                f"Variable {name!r} has dimensions {tuple(map(str, var.dims))} but the stored "
+                f"array has {dims}. Transpose or rename to match the store."
+            )
+        for dim, size, stored in zip(var.dims, var.shape, arr.shape, strict=False):
+            if str(dim) not in write_dims and size != stored:
+                raise SchemaMismatchError(
+                    f"Variable {name!r} has {size} positions along {str(dim)!r} but the stored "
+                    f"array has {stored}; only {sorted(write_dims) or 'no dimension'} may differ."
+                )
+        stored_kind = np.dtype(arr.dtype).kind if hasattr(arr.dtype, "kind") else None
+        if (
+            var.dtype.kind in "fiub"
+            and stored_kind in ("f", "i", "u", "b")
+            and "scale_factor" not in arr.attrs
+            and "add_offset" not in arr.attrs
+            and "dtype" not in var.encoding
+            and np.dtype(var.dtype) != np.dtype(arr.dtype)  # type: ignore[arg-type]
+        ):
+            raise SchemaMismatchError(
+                f"Variable {name!r} has dtype {var.dtype} but the stored array holds "
+                f"{arr.dtype}. Cast it (ds[{name!r}].astype('{arr.dtype}')) before writing."
+            )
+        # In-memory variables that are not being extended must match what is stored.
+        if (append_dim or region_dims) and not (set(map(str, var.dims)) & write_dims):
+            if stored_ds is None:
+                stored_ds = xr.open_zarr(store, group=group_path, consolidated=False)
+            if name in stored_ds.variables and not _same_values(var, stored_ds.variables[name]):
+                raise SchemaMismatchError(
+                    f"Variable {name!r} does not extend along {sorted(write_dims)} and differs "
+                    "from the stored values; the dataset does not line up with the store."
+                )
+    if append_dim and append_dim in ds.indexes and append_dim in group:
+        _check_append_steps(ds, store, group_path, append_dim)
+
+
+def _same_values(a: xr.Variable, b: xr.Variable) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.size > 10_000_000:
+        return True  # too large to compare cheaply; shapes agree
+    try:
+        return bool(a.equals(b.load()))
+    except Exception:  # pragma: no cover - incomparable types
+        return False
+
+
+def _check_append_steps(ds: xr.Dataset, store: Any, group_path: str | None, dim: str) -> None:
+    new = ds.indexes[dim]
+    if new.has_duplicates:
+        dup = new[new.duplicated()][:3].tolist()
+        raise InputValidationError(f"The {dim!r} coordinate holds duplicated values {dup}.")
+    if not new.is_monotonic_increasing:
+        raise InputValidationError(
+            f"The {dim!r} coordinate is not increasing (seen {new[:3].tolist()}...); sort it "
+            f"(ds.sortby({dim!r})) before appending."
+        )
+    stored = xr.open_zarr(store, group=group_path, consolidated=False)
+    if dim not in stored.indexes or stored.sizes.get(dim, 0) == 0:
+        return
+    old = stored.indexes[dim]
+    present = new.intersection(old)
+    if len(present):
+        raise DuplicateStepsError(
+            f"Appending along {dim!r} would duplicate {len(present)} value(s) already in the "
+            f"store, e.g. {present[:3].tolist()} (the store ends at {old[-1]}). Select only new "
+            "steps (or use the append flow, which skips them)."
+        )
+    if new[0] <= old[-1]:
+        raise InputValidationError(
+            f"Appending along {dim!r} must continue after the store's last value {old[-1]}, "
+            f"but the new data starts at {new[0]}."
+        )
+
+
+def write_metadata(
+    repo: RepositoryLike,
+    branch: str,
+    dataset: xr.Dataset,
+    *,
+    group: str | None = None,
+    mode: WriteMode | None = None,
+    append_dim: str | None = None,
+    region: Mapping[str, slice | str] | str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+) -> ForkSession:
+    """Create or resize the arrays and write attributes in a fork of a clean session.
+
+    Nothing is written for any chunk of any non-scalar array. Returns the fork,
+    whose ``snapshot_id`` is the branch tip this run builds on.
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr
+        from icechunk_prefect.writing import write_metadata
+
+        ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
+        fork = write_metadata("/tmp/doc-meta-repo", "main", ds, mode="w")
+        ```
+    """
+    concrete = resolve_mode(mode, append_dim, region)
+    repository = open_repository(repo, create=concrete in ("w", "w-", "a"))
+    if branch not in repository.list_branches():
+        raise ConfigurationError(
+            f"Branch {branch!r} does not exist (branches: {sorted(repository.list_branches())}). "
+            "Create it first with repo.create_branch."
+        )
+    fork = repository.writable_session(branch).fork()
+    existing = _open_group(fork.store, group)
+    if concrete in ("a", "a-", "r+") and existing is None and (append_dim or region):
+        raise ConfigurationError(
+            f"Group {group or '/'!r} does not exist on branch {branch!r}: nothing to "
+            f"{'append to' if append_dim else 'rewrite'}. Create the dataset first."
+        )
+    if concrete == "w-" and existing is not None and any(True for _ in existing.array_keys()):
+        raise ConfigurationError(
+            f"Group {group or '/'!r} on branch {branch!r} already holds arrays and mode is "
+            "'w-' (create only). Pass mode='w' to overwrite, or append_dim / region to update."
+        )
+    if existing is not None and concrete != "w":
+        region_dims: set[str] = set()
+        if region is not None:
+            region_dims = set(dataset.dims) if isinstance(region, str) else set(region)
+        _validate_against_store(
+            dataset,
+            existing,
+            fork.store,
+            group,
+            append_dim=append_dim,
+            region_dims={str(d) for d in region_dims},
+        )
+    if concrete == "r+":
+        return fork  # arrays exist; metadata is left as it is
+    lazy_template(dataset).to_zarr(
+        fork.store,
+        group=group,
+        mode=concrete,
+        append_dim=append_dim,
+        encoding=dict(encoding or {}),
+        compute=False,
+        consolidated=False,
+        zarr_format=3,
+        safe_chunks=False,
+    )
+    return fork
+
+
+def plan_write(
+    fork: ForkSession,
+    dataset: xr.Dataset,
+    *,
+    group: str | None = None,
+    append_dim: str | None = None,
+    region: Mapping[str, slice | str] | str | None = None,
+    partition_dim: str | None = None,
+    partition_size: int | None = None,
+    target_partition_bytes: int = DEFAULT_PARTITION_BYTES,
+    safe_chunks: bool = True,
+    align_chunks: bool = False,
+) -> WritePlan:
+    """Map ``dataset`` onto the store the metadata fork describes, and split it.
+
+    Raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` when
+    ``safe_chunks`` is on and a dask chunk boundary falls inside a Zarr chunk.
+    """
+    grp = _open_group(fork.store, group)
+    if grp is None:
+        raise ConfigurationError(f"Group {group or '/'!r} is missing after the metadata step.")
+    appended_from: dict[str, int] = {}
+    if append_dim is not None:
+        ref = next(
+            (
+                str(n)
+                for n, v in dataset.variables.items()
+                if append_dim in v.dims and str(n) in grp
+            ),
+            None,
+        )
+        if ref is None:
+            raise InputValidationError(f"No variable of the dataset has dimension {append_dim!r}.")
+        shape, _ = stored_chunking(grp, ref)
+        axis = dataset.variables[ref].dims.index(append_dim)
+        appended_from[append_dim] = shape[axis] - dataset.sizes[append_dim]
+    full = resolve_region(
+        dataset, grp, append_dim=append_dim, region=region, appended_from=appended_from
+    )
+    check_region_bounds(full, grp, dataset)
+    lazy = tuple(lazy_variables(dataset))
+    eager = tuple(eager_variables(dataset))
+    write_dims = set(region or {}) if not isinstance(region, str) else set(map(str, dataset.dims))
+    if append_dim:
+        write_dims.add(append_dim)
+    skip: list[str] = []
+    if write_dims:
+        for name in eager:
+            dims = set(map(str, dataset.variables[name].dims))
+            is_region_index = name in dims and name in write_dims and name != append_dim
+            if not (dims & write_dims) or is_region_index:
+                skip.append(name)
+        if region is not None:
+            for name in skip:
+                if name in dataset.indexes and name in grp:
+                    _check_index_matches(dataset, fork, group, name, full[name])
+    if safe_chunks and not align_chunks:
+        for name in lazy:
+            var = dataset.variables[name]
+            _, unit = stored_chunking(grp, name)
+            shape, _ = stored_chunking(grp, name)
+            check_dask_chunks(
+                name,
+                var.chunks or (),
+                [str(d) for d in var.dims],
+                unit,
+                [full[str(d)].start for d in var.dims],
+                shape,
+            )
+    pdim, parts = plan_partitions(
+        dataset,
+        grp,
+        full,
+        variables=lazy,
+        partition_dim=partition_dim or append_dim,
+        partition_size=partition_size,
+        target_partition_bytes=target_partition_bytes,
+    )
+    return WritePlan(
+        group=group,
+        region=full,
+        eager=eager,
+        lazy=lazy,
+        partition_dim=pdim,
+        partitions=tuple(parts),
+        base_snapshot=fork.snapshot_id,
+        skip_eager=tuple(skip),
+    )
+
+
+def _check_index_matches(
+    ds: xr.Dataset, fork: ForkSession, group: str | None, dim: str, where: slice
+) -> None:
+    stored = xr.open_zarr(fork.store, group=group, consolidated=False)[dim].isel({dim: where})
+    if not stored.to_index().equals(ds.indexes[dim]):
+        raise RegionError(
+            f"The dataset's {dim!r} values ({ds.indexes[dim][0]} .. {ds.indexes[dim][-1]}) differ "
+            f"from the store's at {dim}[{where.start}:{where.stop}] ({stored.values[0]} .. "
+            f"{stored.values[-1]}). Check the region."
+        )
+
+
+def _region_for(var_dims: Mapping[Hashable, int], region: Mapping[str, slice]) -> dict[str, slice]:
+    return {str(d): region[str(d)] for d in var_dims}
+
+
+def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> ForkSession:
+    """Write the in-memory variables of ``dataset`` (e.g. coordinates) into ``fork``.
+
+    Variables the plan marks as unchanged (``skip_eager``) are not rewritten.
+    """
+    for name in plan.eager:
+        if name in plan.skip_eager:
+            continue
+        var = dataset.variables[name]
+        if var.ndim == 0:
+            continue  # written with the metadata
+        sub = subset_variables(dataset, [name])
+        sub.to_zarr(
+            fork.store,
+            group=plan.group,
+            mode="r+",
+            region=_region_for(sub.sizes, plan.region),
+            consolidated=False,
+            safe_chunks=False,
+        )
+    return fork
+
+
+@contextlib.contextmanager
+def _local_threads() -> Iterator[None]:
+    """Compute on this process's threads, even inside a Dask worker.
+
+    Inside a worker, dask's default scheduler is the cluster, which would ship
+    copies of the fork to other workers and lose their writes.
+    """
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+def write_partition(
+    fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
+) -> ForkSession:
+    """Write one partition (``dataset`` is already the partition's block) into ``fork``.
+
+    The block is computed on local threads and written into the region the
+    partition names; writing it again (a retry) rewrites the same chunks.
+    """
+    with _local_threads():
+        for name in partition.variables:
+            sub = subset_variables(dataset, [name]).compute()
+            sub.to_zarr(
+                fork.store,
+                group=group,
+                mode="r+",
+                region=_region_for(sub.sizes, partition.target),
+                consolidated=False,
+                safe_chunks=False,
+            )
+            del sub
+    return fork
+
+
+def write_lazy_graph(
+    fork: ForkSession,
+    dataset: xr.Dataset,
+    plan: WritePlan,
+    *,
+    split_every: int | None = None,
+    safe_chunks: bool = True,
+    align_chunks: bool = False,
+) -> ForkSession:
+    """Hand the whole dask graph of the lazy variables to the cluster; merge into ``fork``.
+
+    Inside a Dask worker the task secedes (``distributed.worker_client``) so the
+    graph runs on the same cluster without holding a worker thread.
+    """
+    from icechunk.xarray import to_icechunk
+
+    sub = subset_variables(dataset, plan.lazy)
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+        ctx: contextlib.AbstractContextManager[Any] = worker_client()
+    except (ImportError, ValueError):
+        ctx = contextlib.nullcontext()
+    with ctx:
+        to_icechunk(
+            sub,
+            fork,
+            group=plan.group,
+            mode="r+",
+            region=_region_for(sub.sizes, plan.region),
+            safe_chunks=safe_chunks,
+            align_chunks=align_chunks,
+            split_every=split_every,
+        )
+    return fork

@@ -1,0 +1,75 @@
+"""Helpers shared by the tests (not fixtures)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import icechunk
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def open_repo(path: str) -> icechunk.Repository:
+    return icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+
+
+def read_back(path: str, branch: str = "main", group: str | None = None) -> xr.Dataset:
+    repo = open_repo(path)
+    return xr.open_zarr(repo.readonly_session(branch).store, group=group, consolidated=False)
+
+
+def history(path: str, branch: str = "main") -> list[icechunk.SnapshotInfo]:
+    return list(open_repo(path).ancestry(branch=branch))
+
+
+def small_dataset(
+    periods: int = 40, start: str = "2024-01-01", nx: int = 6, chunk: int = 10, seed: int = 0
+) -> xr.Dataset:
+    """time x x dataset: one dask-backed float var, one int var, in-memory coords."""
+    rng = np.random.default_rng(seed)
+    time = pd.date_range(start, periods=periods, freq="D")
+    a = da.from_array(rng.random((periods, nx)), chunks=(chunk, nx))
+    b = da.from_array(np.arange(periods, dtype="int64") + seed * 1000, chunks=chunk)
+    ds = xr.Dataset(
+        {"a": (("time", "x"), a, {"units": "K"}), "b": (("time",), b)},
+        coords={"time": time, "x": np.arange(nx), "label": ("x", [f"p{i}" for i in range(nx)])},
+        attrs={"title": "test"},
+    )
+    ds["a"].encoding["chunks"] = (chunk, nx)
+    ds["b"].encoding["chunks"] = (chunk,)
+    return ds
+
+
+def _fail_first(block: np.ndarray, marker_dir: str, block_info: dict | None = None) -> np.ndarray:
+    """Raise the first time each block is computed (a marker file remembers it)."""
+    loc = "_".join(map(str, block_info[0]["chunk-location"])) if block_info else "x"
+    marker = Path(marker_dir) / f"tried-{loc}"
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError(f"injected failure on first try of block {loc} (pid {os.getpid()})")
+    return block
+
+
+def fail_first_try(ds: xr.Dataset, name: str, marker_dir: str) -> xr.Dataset:
+    """A copy of ``ds`` whose variable ``name`` fails once per dask block."""
+    out = ds.copy()
+    arr = ds[name].data
+    out[name] = (ds[name].dims, arr.map_blocks(_fail_first, marker_dir, dtype=arr.dtype))
+    out[name].attrs = ds[name].attrs
+    out[name].encoding = ds[name].encoding
+    return out
+
+
+def _always_fail(block: np.ndarray) -> np.ndarray:
+    raise RuntimeError("injected permanent failure")
+
+
+def fail_always(ds: xr.Dataset, name: str) -> xr.Dataset:
+    out = ds.copy()
+    arr = ds[name].data
+    out[name] = (ds[name].dims, arr.map_blocks(_always_fail, dtype=arr.dtype))
+    out[name].encoding = ds[name].encoding
+    return out
