@@ -21,6 +21,17 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 from pydantic import BaseModel, Field
 
+_STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+if _STARTUP_TIMEOUT_ENV not in os.environ:
+    # A flow run with no PREFECT_API_URL starts Prefect's ephemeral server; its first
+    # start on a machine (database migrations) takes longer than the 20 s default, and
+    # the run then fails with "Timed out while attempting to connect". Allow 180 s
+    # unless the user chose a value.
+    from prefect.context import refresh_global_settings_context
+
+    os.environ[_STARTUP_TIMEOUT_ENV] = "180"
+    refresh_global_settings_context()
+
 __all__ = [
     "DaskClusterConfig",
     "IcechunkDaskTaskRunner",
