@@ -15,6 +15,7 @@ and runs their flow runs here until stopped:
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
 
 from prefect import serve
@@ -32,9 +33,13 @@ def build_deployments(
     source: dict[str, Any] | None = None,
     cluster: dict[str, Any] | None = None,
     append_cron: str | None = APPEND_CRON,
+    append_interval: timedelta | None = None,
     maintenance_cron: str | None = MAINTENANCE_CRON,
 ) -> list[RunnerDeployment]:
-    """The three deployments, with ``repository`` (and optional source/cluster) as defaults."""
+    """The three deployments, with ``repository`` (and optional source/cluster) as defaults.
+
+    ``append_interval`` replaces the append cron schedule by a fixed interval.
+    """
     common: dict[str, Any] = {"repository": repository}
     if source is not None:
         common["source"] = source
@@ -44,7 +49,8 @@ def build_deployments(
     return [
         append_dataset.to_deployment(
             name="append-daily",
-            cron=append_cron,
+            cron=None if append_interval else append_cron,
+            interval=append_interval,
             parameters=dict(common),
             description="Append the days the store does not hold yet.",
             tags=["icechunk", "append"],

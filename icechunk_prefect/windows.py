@@ -38,6 +38,7 @@ __all__ = [
     "WindowPartition",
     "WindowPlan",
     "align_to_store",
+    "format_value",
     "plan_partitions",
     "read_extent",
 ]
@@ -73,10 +74,11 @@ class StoreExtent:
     def describe(self) -> str:
         if not len(self.index):
             return f"{self.dim}: empty"
-        return f"{self.dim}: {_fmt(self.index[0])} .. {_fmt(self.index[-1])} ({self.length} steps)"
+        return f"{self.dim}: {format_value(self.index[0])} .. {format_value(self.index[-1])} ({self.length} steps)"
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A coordinate value as short text (dates without a midnight time)."""
     text = (
         pd.Timestamp(value).isoformat()
         if isinstance(value, np.datetime64 | pd.Timestamp)
@@ -161,8 +163,9 @@ def plan_partitions(
     ``units`` maps each array to its chunk (or shard) size along ``dim``. With no
     ``partition_size``, partitions hold about ``target_partition_bytes`` (at least
     one chunk). Returns the partition size used and the partitions. A
-    ``partition_size`` that puts a partition bound inside a chunk of some array raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` naming
-    the array, its chunk size and the bounds.
+    ``partition_size`` that puts a partition bound inside a chunk of some array
+    raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` naming the array,
+    its chunk size and the bounds.
     """
     unit = math.lcm(*units.values()) if units else 1
     if partition_size is None:
@@ -261,8 +264,12 @@ def label_partitions(
     """Partitions with ``first``/``last`` labels taken from ``index`` (position ``offset`` = 0)."""
     out = []
     for p in parts:
-        first = _fmt(index[p.start - offset]) if 0 <= p.start - offset < len(index) else ""
-        last = _fmt(index[p.stop - 1 - offset]) if 0 <= p.stop - 1 - offset < len(index) else ""
+        first = format_value(index[p.start - offset]) if 0 <= p.start - offset < len(index) else ""
+        last = (
+            format_value(index[p.stop - 1 - offset])
+            if 0 <= p.stop - 1 - offset < len(index)
+            else ""
+        )
         out.append(WindowPartition(p.index, p.start, p.stop, first, last))
     return out
 

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from icechunk_prefect import provenance
-from icechunk_prefect.datasets import as_dataset
+from icechunk_prefect.datasets import as_dataset, bytes_per_step
 from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.operations.plans import (
     GapPolicy,
@@ -198,7 +198,13 @@ def create_dataset(
         if "time" in v.dims and v.encoding.get("chunks")
     }
     n = template.sizes.get("time", 0)
-    size, parts = plan_partitions(0, n, units, partition_size=partition_size)
+    size, parts = plan_partitions(
+        0,
+        n,
+        units,
+        partition_size=partition_size,
+        bytes_per_step=bytes_per_step(template, list(units), "time"),
+    )
     params = {
         "operation": "create",
         "repository": repo.describe(),

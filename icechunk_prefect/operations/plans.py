@@ -30,6 +30,7 @@ from icechunk_prefect.windows import (
     StoreExtent,
     WindowPlan,
     align_to_store,
+    format_value,
     label_partitions,
     plan_partitions,
     read_extent,
@@ -126,8 +127,8 @@ def prepare_append(
             partitions=(),
             partition_size=partition_size,
             notes=(
-                f"Nothing to append: the store already ends at {last} and the source has no "
-                f"later step in {lo.isoformat()} .. {end.isoformat()}.",
+                f"Nothing to append: the store already ends at {format_value(last)} and the "
+                f"source has no later step in {lo.isoformat()} .. {end.isoformat()}.",
             ),
             **base,  # type: ignore[arg-type]
         )
@@ -153,7 +154,9 @@ def prepare_append(
         filled = len(full) - len(new_index)
         notes.append(f"Filled {filled} missing step(s) ({gap[0]} .. {gap[-1]}) with NaN.")
     if skipped:
-        notes.append(f"Skipped {skipped} step(s) the store already holds (up to {last}).")
+        notes.append(
+            f"Skipped {skipped} step(s) the store already holds (up to {format_value(last)})."
+        )
     new = new[variables]
     offset = extent.length
     n = new.sizes[dim]
@@ -172,8 +175,8 @@ def prepare_append(
         stop=offset + n,
         partitions=tuple(label_partitions(parts, new.indexes[dim], offset)),
         partition_size=size,
-        first=str(new.indexes[dim][0]),
-        last=str(new.indexes[dim][-1]),
+        first=format_value(new.indexes[dim][0]),
+        last=format_value(new.indexes[dim][-1]),
         filled_steps=filled,
         notes=tuple(notes),
         **base,  # type: ignore[arg-type]
@@ -254,7 +257,7 @@ def prepare_backfill(
         partitions=tuple(label_partitions(parts, wanted, i0)),
         partition_size=size,
         extent=extent.describe(),
-        first=str(wanted[0]),
-        last=str(wanted[-1]),
+        first=format_value(wanted[0]),
+        last=format_value(wanted[-1]),
     )
     return plan, ds
