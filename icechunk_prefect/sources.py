@@ -69,14 +69,16 @@ class DatasetSource(Protocol):
 
 def window_bounds(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[start 00:00, day after end 00:00)``: the half-open time range of a window of days."""
-    return pd.Timestamp(start), pd.Timestamp(end + timedelta(days=1))
+    return pd.Timestamp(start), pd.Timestamp(end + timedelta(days=1))  # type: ignore[return-value]
 
 
 def select_window(ds: xr.Dataset, start: date, end: date, dim: str = "time") -> xr.Dataset:
     """The steps of ``ds`` within the days ``start`` .. ``end`` (both included)."""
     lo, hi = window_bounds(start, end)
     index = ds.indexes[dim]
-    return ds.isel({dim: slice(index.searchsorted(lo, "left"), index.searchsorted(hi, "left"))})
+    i0 = int(index.searchsorted(lo, "left"))  # type: ignore[arg-type]
+    i1 = int(index.searchsorted(hi, "left"))  # type: ignore[arg-type]
+    return ds.isel({dim: slice(i0, i1)})
 
 
 class SyntheticSource(BaseModel):
@@ -156,7 +158,7 @@ class NetCDFFolderSource(BaseModel):
             combine="nested",
             concat_dim="time",
             data_vars="minimal",
-            coords="minimal",
+            coords="minimal",  # type: ignore[arg-type]
             compat="override",
             join="override",
             chunks={},

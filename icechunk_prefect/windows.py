@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from zarr.errors import GroupNotFoundError
 
 from icechunk_prefect.errors import ChunkAlignmentError, ConfigurationError, InputValidationError
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries
@@ -69,12 +70,13 @@ class StoreExtent:
         """The spacing of the last two values (None with fewer than two)."""
         if len(self.index) < 2:
             return None
-        return pd.Timedelta(self.index[-1] - self.index[-2])
+        return pd.Timedelta(self.index[-1] - self.index[-2])  # type: ignore[return-value]
 
     def describe(self) -> str:
         if not len(self.index):
             return f"{self.dim}: empty"
-        return f"{self.dim}: {format_value(self.index[0])} .. {format_value(self.index[-1])} ({self.length} steps)"
+        first, last = format_value(self.index[0]), format_value(self.index[-1])
+        return f"{self.dim}: {first} .. {last} ({self.length} steps)"
 
 
 def format_value(value: Any) -> str:
@@ -100,7 +102,7 @@ def read_extent(
     session = repo.readonly_session(branch=branch)
     try:
         grp = zarr.open_group(session.store, path=group or "", mode="r")
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+    except (FileNotFoundError, KeyError, GroupNotFoundError):
         return None
     if not any(True for _ in grp.array_keys()):
         return None

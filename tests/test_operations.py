@@ -228,7 +228,8 @@ def test_maintenance_dry_run_then_collect(repo_path, cluster):
     repo = open_repo(repo_path)
     # a failed run: chunks written, never committed
     session = repo.writable_session("main")
-    zarr.open_array(session.store, path="t2m", mode="r+")[:5] = 1.0
+    junk = zarr.create_array(session.store, name="junk", shape=(4096,), chunks=(4096,), dtype="f8")
+    junk[:] = np.random.default_rng(0).random(4096)  # a chunk object in storage (not inlined)
     del session
     for i in range(2):
         s = repo.writable_session("main")

@@ -138,8 +138,11 @@ def _report(plan: WindowPlan, title: str) -> None:
 
 
 def _run_write(cluster: DaskClusterConfig, name: str, **kwargs: Any) -> str:
-    run = write_window.with_options(task_runner=cluster.task_runner(), flow_run_name=name)
-    return run(**kwargs)
+    run = write_window.with_options(
+        task_runner=cluster.task_runner(),  # type: ignore[arg-type]
+        flow_run_name=name,
+    )
+    return str(run(**kwargs))
 
 
 @flow(name="icechunk-create", log_prints=True)

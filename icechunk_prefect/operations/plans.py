@@ -214,7 +214,8 @@ def prepare_backfill(
             "Backfill rewrites existing steps only: use the append flow to add new ones."
         )
     lo, hi = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
-    i0, i1 = int(index.searchsorted(lo, "left")), int(index.searchsorted(hi, "left"))
+    i0 = int(index.searchsorted(lo, "left"))  # type: ignore[arg-type]
+    i1 = int(index.searchsorted(hi, "left"))  # type: ignore[arg-type]
     if i1 <= i0:
         raise RegionError(
             f"The store holds no {dim!r} step within {start.isoformat()} .. {end.isoformat()}."
