@@ -263,3 +263,42 @@ def test_maintenance_keeps_recent_objects(repo_path):
     report = maintain_repository(repo_path, keep_unreferenced_hours=1, dry_run=False)
     assert report.chunks_deleted == 0
     assert report.delete_unreferenced_before < pd.Timestamp.now(tz="UTC") - timedelta(minutes=59)
+
+
+# ------------------------------------------------------------------ CLI plan (no flow run)
+
+
+def test_cli_plan_prints_partitions_and_refuses(repo_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from icechunk_prefect.cli import app
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(repo_path))
+    session = repo.writable_session("main")
+    source(20).template().to_zarr(session.store, mode="w", consolidated=False, zarr_format=3)
+    session.commit("store written directly")
+    tip = repo.lookup_branch("main")
+    src = json.dumps(source(30).model_dump(mode="json"))
+    cli = CliRunner()
+    backfill = ["plan", "backfill", repo_path, "--source", src]
+    backfill += ["--start", "2024-01-03", "--end", "2024-01-12"]
+    ok = cli.invoke(
+        app,
+        [*backfill, "--partition-size", "5", "--variables", "t2m"],
+        terminal_width=200,
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "[2:5)" in ok.output and "[5:10)" in ok.output and "[10:12)" in ok.output
+    appended = cli.invoke(app, ["plan", "append", repo_path, "--source", src], terminal_width=200)
+    assert appended.exit_code == 0, appended.output
+    assert "[20:30)" in appended.output
+    bad = cli.invoke(
+        app,
+        [*backfill, "--partition-size", "7"],
+        terminal_width=200,
+    )
+    assert bad.exit_code == 2
+    assert "refused" in bad.output and "chunk" in bad.output
+    assert repo.lookup_branch("main") == tip
