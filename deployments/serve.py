@@ -51,6 +51,7 @@ def build_deployments(
             name="append-daily",
             cron=None if append_interval else append_cron,
             interval=append_interval,
+            concurrency_limit=1,  # two appends at once would race for the same steps
             parameters=dict(common),
             description="Append the days the store does not hold yet.",
             tags=["icechunk", "append"],

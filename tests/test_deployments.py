@@ -211,3 +211,22 @@ def test_append_schedule_fires_and_appends(served, tmp_path):
     assert back.time.to_index().equals(pd.date_range("2024-01-01", periods=20))
     np.testing.assert_array_equal(back.t2m.values, expected_values(back, "t2m"))
     assert history(repo)[0].metadata["icechunk_prefect.operation"] == "append"
+
+
+def test_prefect_yaml_entrypoints_and_schedules(monkeypatch):
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    config = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    monkeypatch.chdir(ROOT)
+    by_name = {d["name"]: d for d in config["deployments"]}
+    assert set(by_name) == {"append-daily", "backfill", "maintenance-weekly"}
+    flows = {n: load_flow_from_entrypoint(d["entrypoint"]).name for n, d in by_name.items()}
+    assert flows == {
+        "append-daily": "icechunk-append",
+        "backfill": "icechunk-backfill",
+        "maintenance-weekly": "icechunk-maintenance",
+    }
+    assert by_name["append-daily"]["schedules"][0]["cron"]
+    assert by_name["maintenance-weekly"]["schedules"][0]["cron"]
+    assert "schedules" not in by_name["backfill"]

@@ -232,10 +232,10 @@ def create_dataset(
         parameters=params,
         commit_metadata=_operation_metadata("create"),
     )
+    written = f"with data in {len(parts)} partition(s)" if fill else "holding fill values only"
     summary = (
-        f"Created {sorted(map(str, template.data_vars))} over {n} time steps"
-        f"{' with data' if fill else ' (fill values)'} in {len(parts) if fill else 0} "
-        f"partition(s): snapshot {sid}."
+        f"Created {sorted(map(str, template.data_vars))} over {n} time steps, {written}: "
+        f"snapshot {sid}."
     )
     get_run_logger().info(summary)
     return OperationResult(
