@@ -159,7 +159,8 @@ def plan(
     console.print(table)
     for note in result.notes:
         console.print(note)
-    console.print(f"{result.steps} step(s), {len(result.partitions)} partition(s); nothing written.")
+    parts = len(result.partitions)
+    console.print(f"{result.steps} step(s), {parts} partition(s); nothing written.")
 
 
 def main() -> None:  # pragma: no cover
