@@ -7,6 +7,9 @@ Public API:
 - steps inside your own flows: :class:`FlowDatasetWriter` and the tasks in
   :mod:`icechunk_prefect.tasks`
 - where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
+- operations: :func:`create_dataset`, :func:`append_dataset` (scheduled),
+  :func:`backfill_dataset` (UI-triggered), :func:`maintain_repository`, fed by sources
+  (:class:`SyntheticSource`, :class:`NetCDFFolderSource`, :class:`ImportedSource`)
 - where data lives: :class:`LocalRepository`, :func:`open_repository`
 - errors: :class:`IcechunkPrefectError` and its subclasses
 """
@@ -27,6 +30,7 @@ from icechunk_prefect.errors import (
     ConfigurationError,
     DoubleWriteError,
     DuplicateStepsError,
+    GapError,
     IcechunkPrefectError,
     InputValidationError,
     NothingToCommitError,
@@ -35,6 +39,14 @@ from icechunk_prefect.errors import (
     WriteError,
 )
 from icechunk_prefect.flows import finish_write, prepare_write, store_dask, to_icechunk
+from icechunk_prefect.operations import (
+    MaintenanceReport,
+    OperationResult,
+    append_dataset,
+    backfill_dataset,
+    create_dataset,
+    maintain_repository,
+)
 from icechunk_prefect.planning import Partition, WritePlan
 from icechunk_prefect.repository import (
     LocalRepository,
@@ -44,6 +56,13 @@ from icechunk_prefect.repository import (
 )
 from icechunk_prefect.runtime import DaskClusterConfig, IcechunkDaskTaskRunner, ensure_shared_api
 from icechunk_prefect.sessions import commit_fork, find_commit, merge_forks
+from icechunk_prefect.sources import (
+    DatasetSource,
+    ImportedSource,
+    NetCDFFolderSource,
+    SourceConfig,
+    SyntheticSource,
+)
 from icechunk_prefect.tasks import (
     commit_task,
     merge_task,
@@ -62,26 +81,38 @@ __all__ = [
     "CommitConflictError",
     "ConfigurationError",
     "DaskClusterConfig",
+    "DatasetSource",
     "DoubleWriteError",
     "DuplicateStepsError",
     "FlowDatasetWriter",
+    "GapError",
     "IcechunkDaskTaskRunner",
     "IcechunkPrefectError",
+    "ImportedSource",
     "InputValidationError",
     "LocalRepository",
+    "MaintenanceReport",
+    "NetCDFFolderSource",
     "NothingToCommitError",
+    "OperationResult",
     "Partition",
     "RegionError",
     "RepositorySource",
     "SchemaMismatchError",
+    "SourceConfig",
+    "SyntheticSource",
     "WriteError",
     "WritePlan",
     "WriteResult",
+    "append_dataset",
+    "backfill_dataset",
     "commit_fork",
     "commit_task",
+    "create_dataset",
     "ensure_shared_api",
     "find_commit",
     "finish_write",
+    "maintain_repository",
     "merge_forks",
     "merge_task",
     "open_repository",

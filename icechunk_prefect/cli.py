@@ -111,6 +111,58 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def plan(
+    operation: Annotated[str, typer.Argument(help="append or backfill.")],
+    repository: Annotated[str, typer.Argument(help="Repository path.")],
+    source: Annotated[
+        str, typer.Option(help='Source as JSON, e.g. \'{"kind": "netcdf", "folder": "/data"}\'.')
+    ] = '{"kind": "synthetic"}',
+    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day, included (YYYY-MM-DD).")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables.")] = None,
+    on_gap: Annotated[str, typer.Option(help="append: error or fill.")] = "error",
+    partition_size: Annotated[int | None, typer.Option(help="Time steps per task.")] = None,
+    branch: Annotated[str, typer.Option(help="Branch.")] = "main",
+    group: Annotated[str | None, typer.Option(help="Group of the dataset.")] = None,
+) -> None:
+    """Print what an append or backfill would write, without writing anything."""
+    import json
+    from datetime import date
+
+    from icechunk_prefect.errors import IcechunkPrefectError
+    from icechunk_prefect.operations.preview import preview
+
+    if operation not in ("append", "backfill"):
+        raise typer.BadParameter(f"operation must be append or backfill, got {operation!r}.")
+    try:
+        result = preview(
+            operation,  # type: ignore[arg-type]
+            repository,
+            json.loads(source),
+            start=date.fromisoformat(start) if start else None,
+            end=date.fromisoformat(end) if end else None,
+            variables=variables.split(",") if variables else None,
+            on_gap=on_gap,  # type: ignore[arg-type]
+            branch=branch,
+            group=group,
+            partition_size=partition_size,
+        )
+    except IcechunkPrefectError as exc:
+        console.print(f"[red]refused[/]: {exc}")
+        raise typer.Exit(2) from exc
+    table = Table(title=f"{operation} plan ({result.extent})")
+    for col in ("partition", "positions", "first", "last", "steps", "variables"):
+        table.add_column(col)
+    for row in result.rows():
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    for note in result.notes:
+        console.print(note)
+    parts = len(result.partitions)
+    console.print(f"{result.steps} step(s), {parts} partition(s); nothing written.")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -37,6 +37,10 @@ class DuplicateStepsError(InputValidationError):
     """An append would write coordinate values that the store already holds."""
 
 
+class GapError(InputValidationError):
+    """New data does not start right after the store's last step (missing steps between)."""
+
+
 class WriteError(IcechunkPrefectError):
     """A write step failed in a way that retrying the same step will not fix."""
 
@@ -64,6 +68,7 @@ __all__ = [
     "ConfigurationError",
     "DoubleWriteError",
     "DuplicateStepsError",
+    "GapError",
     "IcechunkPrefectError",
     "InputValidationError",
     "NothingToCommitError",

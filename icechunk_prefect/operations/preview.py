@@ -1,0 +1,74 @@
+"""What an append or backfill would write, without writing (``icechunk-prefect plan``).
+
+Example:
+    ```python
+    from datetime import date
+    from icechunk_prefect.operations import create_dataset
+    from icechunk_prefect.operations.preview import preview
+    from icechunk_prefect.sources import SyntheticSource
+
+    source = SyntheticSource(start=date(2024, 1, 1), periods=20, nlat=4, nlon=8, time_chunk=5)
+    create_dataset("/tmp/doc-ops-preview", source, overwrite=True)
+    plan = preview(
+        "backfill", "/tmp/doc-ops-preview", source, start=date(2024, 1, 3), end=date(2024, 1, 12)
+    )
+    print(plan.describe()["partitions"])
+    ```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Literal
+
+from icechunk_prefect.errors import InputValidationError
+from icechunk_prefect.operations.plans import GapPolicy, prepare_append, prepare_backfill
+from icechunk_prefect.repository import resolve_repository
+from icechunk_prefect.sources import as_source
+from icechunk_prefect.windows import WindowPlan
+
+__all__ = ["preview"]
+
+
+def preview(
+    operation: Literal["append", "backfill"],
+    repository: str,
+    source: Any,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    variables: Sequence[str] | None = None,
+    on_gap: GapPolicy = "error",
+    branch: str = "main",
+    group: str | None = None,
+    partition_size: int | None = None,
+) -> WindowPlan:
+    """The plan the append or backfill flow would run with these parameters (nothing written)."""
+    repo = resolve_repository(repository)
+    src = as_source(source)
+    if operation == "append":
+        plan, _ = prepare_append(
+            repo,
+            src,
+            branch=branch,
+            group=group,
+            start=start,
+            end=end,
+            on_gap=on_gap,
+            partition_size=partition_size,
+        )
+        return plan
+    if start is None or end is None:
+        raise InputValidationError("A backfill plan needs both start and end dates.")
+    plan, _ = prepare_backfill(
+        repo,
+        src,
+        start=start,
+        end=end,
+        variables=variables,
+        branch=branch,
+        group=group,
+        partition_size=partition_size,
+    )
+    return plan
