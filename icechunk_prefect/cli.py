@@ -60,8 +60,7 @@ def demo(
     )
     size_mb = ds.nbytes / 2**20
     console.print(
-        f"[bold]demo[/]: {size_mb:,.0f} MB, {dict(ds.sizes)}, variables {names} "
-        f"-> {repo_path}"
+        f"[bold]demo[/]: {size_mb:,.0f} MB, {dict(ds.sizes)}, variables {names} -> {repo_path}"
     )
     api = ensure_shared_api()
     console.print(f"Prefect API: {api}")
@@ -103,7 +102,8 @@ def demo(
     table.add_row("variables", ", ".join(sorted(back.data_vars)))
     table.add_row("shape", str(dict(back.sizes)))
     table.add_row("partitions", str(meta.get("icechunk_prefect.partitions")))
-    table.add_row("written", f"{size_mb:,.0f} MB in {elapsed:.1f} s ({size_mb / elapsed:,.1f} MB/s)")
+    rate = size_mb / elapsed
+    table.add_row("written", f"{size_mb:,.0f} MB in {elapsed:.1f} s ({rate:,.1f} MB/s)")
     table.add_row("repository", str(repo_path))
     table.add_row("read-back check", "passed" if ok else "FAILED")
     console.print(table)
