@@ -241,6 +241,7 @@ def track_progress(
     names = {id(f): labels[i] if i < len(labels) else f"#{i}" for i, f in enumerate(futures)}
     for fut in as_completed(list(futures)):
         label = names.get(id(fut), "?")
+        fut.wait()  # a Dask future is done before its Prefect state is final: fetch it
         state = fut.state
         ok = state.is_completed()
         tracker.advance(label, ok=ok)
