@@ -8,6 +8,8 @@ Public API:
   :mod:`icechunk_prefect.tasks`
 - where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
 - where data lives: :class:`LocalRepository`, :func:`open_repository`
+- what a write shows: :mod:`icechunk_prefect.observability` (progress and commit
+  artifacts, the :data:`COMMIT_EVENT` event, :func:`commit_history`)
 - errors: :class:`IcechunkPrefectError` and its subclasses
 """
 
@@ -35,6 +37,13 @@ from icechunk_prefect.errors import (
     WriteError,
 )
 from icechunk_prefect.flows import finish_write, prepare_write, store_dask, to_icechunk
+from icechunk_prefect.observability import (
+    COMMIT_EVENT,
+    CommitRecord,
+    CommitSummary,
+    commit_history,
+    summarize_commit,
+)
 from icechunk_prefect.planning import Partition, WritePlan
 from icechunk_prefect.repository import (
     LocalRepository,
@@ -57,9 +66,12 @@ from icechunk_prefect.writer import FlowDatasetWriter, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMMIT_EVENT",
     "CheckFailedError",
     "ChunkAlignmentError",
     "CommitConflictError",
+    "CommitRecord",
+    "CommitSummary",
     "ConfigurationError",
     "DaskClusterConfig",
     "DoubleWriteError",
@@ -78,6 +90,7 @@ __all__ = [
     "WritePlan",
     "WriteResult",
     "commit_fork",
+    "commit_history",
     "commit_task",
     "ensure_shared_api",
     "find_commit",
@@ -88,6 +101,7 @@ __all__ = [
     "prepare_write",
     "resolve_repository",
     "store_dask",
+    "summarize_commit",
     "to_icechunk",
     "write_eager_task",
     "write_lazy_graph_task",
