@@ -3,6 +3,8 @@
 Each page's blocks run in a fresh subprocess (one per page), each block in a fresh
 namespace, against the test session's Prefect server (``PREFECT_API_URL``).
 Blocks that cannot run as they stand are marked ```text or ```bash in the docs.
+Flows that would start their own local Dask cluster run on the session's shared
+cluster instead (same code path, minus a cluster start per flow run).
 """
 
 from __future__ import annotations
@@ -44,7 +46,23 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
 
 
 RUNNER = r"""
-import json, sys, traceback
+import json, os, sys, traceback
+
+addr = os.environ.get("ICECHUNK_PREFECT_DOCS_DASK_ADDRESS")
+if addr:
+    # Flows whose task runner would start a local cluster use the test session's
+    # shared cluster instead (a cluster start per flow run is slow on a shared machine).
+    from prefect_dask import DaskTaskRunner
+
+    _enter = DaskTaskRunner.__enter__
+
+    def __enter__(self):
+        if not self.address and not self.cluster_class:
+            self.address = addr
+        return _enter(self)
+
+    DaskTaskRunner.__enter__ = __enter__
+
 page, blocks = sys.argv[1], json.load(sys.stdin)
 for line, code in blocks:
     print(f"--- {page}:{line}", flush=True)
@@ -75,6 +93,7 @@ def test_site_builds_strict(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
         cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -86,11 +105,12 @@ def test_site_builds_strict(tmp_path):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_python_blocks_run(page: Path, tmp_path):
+def test_python_blocks_run(page: Path, tmp_path, dask_cluster):
     import json
 
     blocks = python_blocks(page.read_text())
     env = dict(os.environ)  # PREFECT_API_URL: the test session's server
+    env["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"] = dask_cluster.scheduler_address
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, page.name],
