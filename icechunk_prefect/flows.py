@@ -342,12 +342,13 @@ def store_dask(
         off = starts[0]
         cuts = aligned_boundaries(off, off + n, unit0, step)
         futures = []
-        labels = [f"[{a}:{b}]" for a, b in itertools.pairwise(cuts)]
-        for a, b in itertools.pairwise(cuts):
+        names = ",".join(targets) if len(targets) <= 3 else f"{len(targets)} arrays"
+        labels = [f"{names}[{a}:{b}]" for a, b in itertools.pairwise(cuts)]
+        for (a, b), label in zip(itertools.pairwise(cuts), labels, strict=True):
             blocks = [s[a - off : b - off] for s in sources]
             regs = [(slice(a, b), *r[1:]) for r in full]
             futures.append(
-                _store_block_task.submit(parent, blocks, list(targets), regs, label=f"[{a}:{b}]")
+                _store_block_task.submit(parent, blocks, list(targets), regs, label=label)
             )
     else:
         futures = [_store_graph_task.submit(parent, sources, list(targets), full, split_every)]

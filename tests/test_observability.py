@@ -230,13 +230,14 @@ def test_store_dask_reports_progress_and_commit(runner, repo_path):
     s = repo.writable_session("main")
     zarr.create_array(s.store, name="a", shape=(8, 4), chunks=(2, 4), dtype="f8")
     base = s.commit("create a")
-    seen: list[int] = []
-    with progress_listener(lambda d, t, label: seen.append(d)):
+    seen: list[tuple[int, str]] = []
+    with progress_listener(lambda d, t, label: seen.append((d, label))):
         state = store_dask.with_options(task_runner=runner)(
             [da.ones((8, 4), chunks=(4, 4))], ["a"], repo_path, partition_size=4, return_state=True
         )
     sid = state.result()
-    assert seen == [0, 1, 2]
+    assert [d for d, _ in seen] == [0, 1, 2]
+    assert sorted(label for _, label in seen[1:]) == ["a[0:4]", "a[4:8]"]
     md = [a for a in _artifacts(state.state_details.flow_run_id) if a["type"] == "markdown"]
     assert len(md) == 1
     assert f"| parent | `{base}` |" in md[0]["data"]
