@@ -11,6 +11,8 @@ Public API:
   :func:`backfill_dataset` (UI-triggered), :func:`maintain_repository`, fed by sources
   (:class:`SyntheticSource`, :class:`NetCDFFolderSource`, :class:`ImportedSource`)
 - where data lives: :class:`LocalRepository`, :func:`open_repository`
+- what a write shows: :mod:`icechunk_prefect.observability` (progress and commit
+  artifacts, the :data:`COMMIT_EVENT` event, :func:`commit_history`)
 - errors: :class:`IcechunkPrefectError` and its subclasses
 """
 
@@ -39,6 +41,13 @@ from icechunk_prefect.errors import (
     WriteError,
 )
 from icechunk_prefect.flows import finish_write, prepare_write, store_dask, to_icechunk
+from icechunk_prefect.observability import (
+    COMMIT_EVENT,
+    CommitRecord,
+    CommitSummary,
+    commit_history,
+    summarize_commit,
+)
 from icechunk_prefect.operations import (
     MaintenanceReport,
     OperationResult,
@@ -76,9 +85,12 @@ from icechunk_prefect.writer import FlowDatasetWriter, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMMIT_EVENT",
     "CheckFailedError",
     "ChunkAlignmentError",
     "CommitConflictError",
+    "CommitRecord",
+    "CommitSummary",
     "ConfigurationError",
     "DaskClusterConfig",
     "DatasetSource",
@@ -107,6 +119,7 @@ __all__ = [
     "append_dataset",
     "backfill_dataset",
     "commit_fork",
+    "commit_history",
     "commit_task",
     "create_dataset",
     "ensure_shared_api",
@@ -119,6 +132,7 @@ __all__ = [
     "prepare_write",
     "resolve_repository",
     "store_dask",
+    "summarize_commit",
     "to_icechunk",
     "write_eager_task",
     "write_lazy_graph_task",

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -60,24 +70,24 @@ def demo(
     )
     size_mb = ds.nbytes / 2**20
     console.print(
-        f"[bold]demo[/]: {size_mb:,.0f} MB, {dict(ds.sizes)}, variables {names} "
-        f"-> {repo_path}"
+        f"[bold]demo[/]: {size_mb:,.0f} MB, {dict(ds.sizes)}, variables {names} -> {repo_path}"
     )
     api = ensure_shared_api()
     console.print(f"Prefect API: {api}")
-    flow = to_icechunk.with_options(
+    flow = cast(Any, to_icechunk).with_options(
         task_runner=IcechunkDaskTaskRunner(cluster_kwargs={"n_workers": workers})
     )
     started = time.monotonic()
-    state = flow(
-        ds,
-        LocalRepository(str(repo_path)),
-        mode="w",
-        message=f"demo: {days} days of {', '.join(names)}",
-        partitioned=not whole_graph,
-        target_partition_bytes=partition_mb * 2**20,
-        return_state=True,
-    )
+    with partition_progress(console, f"writing {size_mb:,.0f} MB"):
+        state = flow(
+            ds,
+            LocalRepository(str(repo_path)),
+            mode="w",
+            message=f"demo: {days} days of {', '.join(names)}",
+            partitioned=not whole_graph,
+            target_partition_bytes=partition_mb * 2**20,
+            return_state=True,
+        )
     snapshot = state.result()
     elapsed = time.monotonic() - started
     repo = LocalRepository(str(repo_path)).open_repository()
@@ -100,10 +110,11 @@ def demo(
         "flow run",
         f"{meta.get('icechunk_prefect.flow_run_name')} ({state.state_details.flow_run_id})",
     )
-    table.add_row("variables", ", ".join(sorted(back.data_vars)))
+    table.add_row("variables", ", ".join(sorted(map(str, back.data_vars))))
     table.add_row("shape", str(dict(back.sizes)))
     table.add_row("partitions", str(meta.get("icechunk_prefect.partitions")))
-    table.add_row("written", f"{size_mb:,.0f} MB in {elapsed:.1f} s ({size_mb / elapsed:,.1f} MB/s)")
+    rate = size_mb / elapsed
+    table.add_row("written", f"{size_mb:,.0f} MB in {elapsed:.1f} s ({rate:,.1f} MB/s)")
     table.add_row("repository", str(repo_path))
     table.add_row("read-back check", "passed" if ok else "FAILED")
     console.print(table)
@@ -161,6 +172,87 @@ def plan(
         console.print(note)
     parts = len(result.partitions)
     console.print(f"{result.steps} step(s), {parts} partition(s); nothing written.")
+
+
+# ------------------------------------------------------------------ progress bar
+
+
+@contextlib.contextmanager
+def partition_progress(out: Console, description: str = "writing") -> Iterator[Progress]:
+    """A rich progress bar advanced as partition tasks of flows run in this process finish."""
+    from icechunk_prefect.observability import progress_listener
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("partitions"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=out,
+        transient=False,
+    )
+    task_id = progress.add_task(description, total=None, last="")
+
+    def on_progress(done: int, total: int, label: str) -> None:
+        progress.update(task_id, completed=done, total=total, last=label)
+
+    with progress, progress_listener(on_progress):
+        yield progress
+
+
+# ------------------------------------------------------------------ history
+
+
+@app.command()
+def history(
+    repo: Annotated[str, typer.Argument(help="Repository path (a local folder).")],
+    branch: Annotated[str, typer.Option(help="Branch to list.")] = "main",
+    limit: Annotated[int, typer.Option(min=1, help="Newest commits to show.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines instead of a table.")
+    ] = False,
+) -> None:
+    """List a branch's commits with the run metadata each carries.
+
+    For commits made by icechunk-prefect: the flow run (name and id), its
+    parameters, the number of partitions, the variables and region written.
+    """
+    from icechunk_prefect.errors import IcechunkPrefectError
+    from icechunk_prefect.observability import commit_history
+
+    out = Console()  # reads COLUMNS now (not at import)
+    try:
+        records = commit_history(repo, branch, limit=limit)
+    except IcechunkPrefectError as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:  # icechunk: unknown branch, etc.
+        out.print(f"[red]error:[/] cannot list branch {branch!r} of {repo!r}: {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        for rec in records:
+            typer.echo(json.dumps(rec.to_dict(), sort_keys=True))
+        return
+    table = Table(title=f"{repo} @ {branch}", show_lines=True)
+    for col in ("snapshot", "written", "message", "flow run", "parameters", "partitions"):
+        table.add_column(col, overflow="fold")
+    for rec in records:
+        run = f"{rec.flow_run_name}\n{rec.flow_run_id}" if rec.flow_run_id else "-"
+        params = (
+            ", ".join(f"{k}={v}" for k, v in rec.parameters.items() if v is not None)
+            if rec.parameters
+            else "-"
+        )
+        table.add_row(
+            rec.snapshot_id,
+            rec.written_at.strftime("%Y-%m-%d %H:%M:%S"),
+            rec.message,
+            run,
+            params,
+            "-" if rec.partitions is None else str(rec.partitions),
+        )
+    out.print(table)
 
 
 def main() -> None:  # pragma: no cover

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,9 +19,9 @@ import dask.array as da
 import xarray as xr
 import zarr
 from icechunk.session import ForkSession
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
-from icechunk_prefect import provenance
+from icechunk_prefect import observability, provenance
 from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, check_dask_chunks
 from icechunk_prefect.repository import RepositoryLike, resolve_repository
@@ -120,23 +121,12 @@ def to_icechunk(
 
 
 def _run(writer: FlowDatasetWriter, message: str, extra: Mapping[str, Any] | None) -> WriteResult:
-    logger = get_run_logger()
+    # Each step logs one line; commit() publishes the summary artifact and the commit event.
     writer.write_metadata()
     writer.write_eager()
     writer.write_lazy()
     writer.merge()
-    result = writer.commit(message, extra)
-    logger.info(
-        "committed %s on %s (parent %s): %d partition(s), variables %s, region %s, in %.1fs",
-        result.snapshot_id,
-        result.branch,
-        result.parent_snapshot_id,
-        len(result.plan.partitions),
-        sorted(result.plan.lazy + result.plan.eager),
-        provenance.jsonable(result.plan.region),
-        result.seconds,
-    )
-    return result
+    return writer.commit(message, extra)
 
 
 @flow(
@@ -172,7 +162,7 @@ def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
     validate_parameters=False,
 )
 def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-prefect") -> str:
-    """Second half of a "more control" write: lazy variables, merge, commit. Returns the snapshot id.
+    """Second half of a "more control" write: lazy variables, merge, commit; returns the snapshot.
 
     Example:
         ```python
@@ -292,12 +282,13 @@ def store_dask(
 
         repo = icechunk.Repository.open_or_create(icechunk.local_filesystem_storage("/tmp/doc-sd"))
         s = repo.writable_session("main")
-        zarr.create_array(s.store, name="a", shape=(8, 4), chunks=(2, 4), dtype="f8", overwrite=True)
+        zarr.create_array(s.store, name="a", shape=(8, 4), chunks=(2, 4), dtype="f8",
+                          overwrite=True)
         s.commit("create a")
         snapshot = store_dask([da.ones((8, 4), chunks=(4, 4))], ["a"], "/tmp/doc-sd")
         ```
     """
-    logger = get_run_logger()
+    started = time.monotonic()
     if len(sources) != len(targets):
         raise InputValidationError(
             f"store_dask got {len(sources)} sources and {len(targets)} targets; give one target "
@@ -351,14 +342,18 @@ def store_dask(
         off = starts[0]
         cuts = aligned_boundaries(off, off + n, unit0, step)
         futures = []
-        for a, b in itertools.pairwise(cuts):
+        names = ",".join(targets) if len(targets) <= 3 else f"{len(targets)} arrays"
+        labels = [f"{names}[{a}:{b}]" for a, b in itertools.pairwise(cuts)]
+        for (a, b), label in zip(itertools.pairwise(cuts), labels, strict=True):
             blocks = [s[a - off : b - off] for s in sources]
             regs = [(slice(a, b), *r[1:]) for r in full]
             futures.append(
-                _store_block_task.submit(parent, blocks, list(targets), regs, label=f"[{a}:{b}]")
+                _store_block_task.submit(parent, blocks, list(targets), regs, label=label)
             )
     else:
         futures = [_store_graph_task.submit(parent, sources, list(targets), full, split_every)]
+        labels = ["dask graph"]
+    observability.track_progress(futures, labels, what=f"store_dask {branch}")
     level: list[Any] = futures
     while len(level) > 256:
         level = [merge_task.submit(g, label=f"{len(g)} forks") for g in tree_groups(level, 256)]
@@ -373,5 +368,18 @@ def store_dask(
     sid = commit_task.submit(
         source, branch, merged, message, metadata=meta, base_snapshot=base, key=run_key
     ).result()
-    logger.info("store_dask committed %s on %s (%d task(s))", sid, branch, len(futures))
+    observability.publish_commit(
+        source,
+        branch,
+        sid,
+        message=message,
+        variables=list(targets),
+        region={
+            t: "[" + ", ".join(f"{x.start}:{x.stop}" for x in r) + "]"
+            for t, r in zip(targets, full, strict=True)
+        },
+        partitions=len(futures),
+        bytes_written=int(sum(math.prod(s.shape) * s.dtype.itemsize for s in sources)),
+        seconds=time.monotonic() - started,
+    )
     return sid

@@ -19,7 +19,7 @@ from icechunk.session import ForkSession
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import unmapped
 
-from icechunk_prefect import provenance
+from icechunk_prefect import observability, provenance
 from icechunk_prefect.datasets import as_dataset, subset_variables
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, WritePlan
 from icechunk_prefect.repository import RepositoryLike, RepositorySource, resolve_repository
@@ -140,6 +140,7 @@ class FlowDatasetWriter:
             safe_chunks=self.safe_chunks,
             align_chunks=self.align_chunks,
         )
+        observability.log_plan(self.branch, self.plan)
         return self.fork
 
     def write_eager(self) -> ForkSession:
@@ -183,6 +184,9 @@ class FlowDatasetWriter:
     def merge(self) -> ForkSession:
         """Tree-merge the lazy forks into the metadata fork (tasks of ``merge_split_every``)."""
         assert self.fork is not None
+        if self.plan is not None and self._lazy_forks:
+            labels = [p.label for p in self.plan.partitions] if self.partitioned else ["lazy graph"]
+            observability.track_progress(self._lazy_forks, labels, what=f"write {self.branch}")
         level: list[Any] = list(self._lazy_forks)
         while len(level) > self.merge_split_every:
             level = [
@@ -217,7 +221,7 @@ class FlowDatasetWriter:
             base_snapshot=plan.base_snapshot,
             key=key,
         ).result()
-        return WriteResult(
+        result = WriteResult(
             snapshot_id=sid,
             parent_snapshot_id=plan.base_snapshot,
             branch=self.branch,
@@ -225,6 +229,8 @@ class FlowDatasetWriter:
             metadata=meta,
             seconds=time.monotonic() - self._started,
         )
+        observability.report_writer_commit(self._source, result, message, self._ds)
+        return result
 
     def _require_plan(self) -> WritePlan:
         if self.plan is None or self.fork is None:
