@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from profiling import flow_process_profile
 
 from icechunk_prefect.synthetic import expected_values, synthetic_climate
-from profiling import flow_process_profile
 
 VARIABLES = ("t2m", "precip", "wind")
 
@@ -201,8 +201,10 @@ def tiny_partitions(n: int, path: str, address: str) -> tuple[Timing, Timing]:
 # ------------------------------------------------------------------ row 4
 
 
-def merge_commit_forks(n: int, path: str, profile: dict[str, str] | None = None) -> dict[str, float]:
-    """Merge ``n`` forks (each wrote one chunk) with ``merge_forks`` and commit with ``commit_fork``.
+def merge_commit_forks(
+    n: int, path: str, profile: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Merge ``n`` forks (one chunk each) with ``merge_forks``, commit with ``commit_fork``.
 
     The forks are pickled copies of one fork of a clean session, as partition
     tasks return them. Making them is not timed.
@@ -262,7 +264,10 @@ def _die_in_second_half(block: np.ndarray, marker: str, first: int, block_info: 
 
 
 def killable(ds: xr.Dataset, marker: str, first_chunk: int) -> xr.Dataset:
-    """``ds`` whose blocks from ``first_chunk`` fail while ``marker`` exists (same graph either way)."""
+    """``ds`` whose blocks from ``first_chunk`` on fail while ``marker`` exists.
+
+    The dask graph is the same with or without the marker, so both runs have the same inputs.
+    """
     out = ds.copy()
     for name in ds.data_vars:
         arr = ds[name].data

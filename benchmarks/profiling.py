@@ -57,7 +57,8 @@ def worker_profile(address: str, start: float, stop: float, top: int = 15) -> st
         desc = node.get("description", {})
         child_sum = sum(int(c.get("count", 0)) for c in children)
         if desc:
-            where = f"{desc.get('name')} ({_short(desc.get('filename', ''))}:{desc.get('line_number')})"
+            filename = _short(desc.get("filename", ""))
+            where = f"{desc.get('name')} ({filename}:{desc.get('line_number')})"
             self_counts[where] += int(node.get("count", 0)) - child_sum
         for c in children:
             walk(c)
@@ -65,9 +66,8 @@ def worker_profile(address: str, start: float, stop: float, top: int = 15) -> st
     walk(tree)
     rows = sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]
     lines = [f"{count / total:6.1%}  {where}" for where, count in rows if count > 0]
-    return f"{total} samples (share of samples with this function on top of the stack)\n" + "\n".join(
-        lines
-    )
+    head = f"{total} samples (share of samples with this function on top of the stack)"
+    return "\n".join([head, *lines])
 
 
 def _short(path: str) -> str:

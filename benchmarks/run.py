@@ -2,8 +2,8 @@
 
 Usage::
 
-    uv run python benchmarks/run.py              # full size (>= 2 GB), ~10 min on a quiet 2-core machine
-    uv run python benchmarks/run.py --quick      # tiny sizes, a smoke test (~1-2 min)
+    uv run python benchmarks/run.py          # full size (>= 2 GB), ~10 min, quiet 2-core machine
+    uv run python benchmarks/run.py --quick  # tiny sizes, a smoke test (~1-2 min)
     uv run python benchmarks/run.py --size-gb 0.3 --partitions 200 --forks 2000
 
 Prints a markdown table (with the machine's cores, memory, load and library
@@ -34,7 +34,7 @@ MB = 1e6
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes (the test suite runs this)")
-    p.add_argument("--size-gb", type=float, help="dataset for rows 1, 2, 5 (default 2; quick 0.002)")
+    p.add_argument("--size-gb", type=float, help="rows 1, 2, 5 dataset (default 2; quick 0.002)")
     p.add_argument("--chunk-mb", type=float, default=25.0, help="Zarr/dask chunk size (default 25)")
     p.add_argument("--partitions", type=int, help="row 3: tiny partitions (default 1000; quick 12)")
     p.add_argument("--forks", type=int, help="row 4: forks to merge (default 10000; quick 60)")
@@ -42,6 +42,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--memory-gb", type=float, nargs=2, help="row 6: two sizes (default 1 4; quick 0.001 0.004)"
     )
     p.add_argument("--resume-partitions", type=int, help="row 5: partitions (default 8; quick 4)")
+    p.add_argument(
+        "--partition-size",
+        type=int,
+        help="rows 1, 6: time steps per partition of the partitioned flow (default: the flow's own "
+        "choice, ~256 MB partitions; quick: 4 partitions)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="row 1: runs per way, best is kept")
     p.add_argument("--rows", default=",".join(ROWS), help="rows to run, e.g. 1,2 (default all)")
     p.add_argument("--address", help="an existing Dask scheduler (default: start a LocalCluster)")
@@ -58,6 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.forks = args.forks or (60 if quick else 10000)
     args.memory_gb = args.memory_gb or ([0.001, 0.004] if quick else [1.0, 4.0])
     args.resume_partitions = args.resume_partitions or (4 if quick else 8)
+    if quick and args.partition_size is None:
+        args.partition_size = 96  # 352 steps of 16: 4 partitions
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     return args
 
@@ -107,7 +115,9 @@ def memory_child(spec: dict[str, Any]) -> None:
     rss_before = proc.memory_info().rss
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    timing = cases.write_flow(ds, path, spec["address"], partitioned=spec["partitioned"])
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    kw = {"partition_size": spec["partition_size"]} if spec.get("partition_size") else {}
+    timing = cases.write_flow(ds, path, spec["address"], partitioned=spec["partitioned"], **kw)
     stop.set()
     sampler.join()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -115,6 +125,7 @@ def memory_child(spec: dict[str, Any]) -> None:
     cases.cleanup(path)
     result = {
         "rss_before": rss_before,
+        "maxrss_before": maxrss_before,
         "peak_sampled": peak[0],
         "maxrss": maxrss,
         "seconds": timing.seconds,
@@ -123,15 +134,31 @@ def memory_child(spec: dict[str, Any]) -> None:
     print("MEMORY_RESULT " + json.dumps(result), flush=True)
 
 
-def run_memory_child(spec: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith("MEMORY_RESULT "):
-            return json.loads(line.split(" ", 1)[1])
-    raise RuntimeError(
-        f"memory child failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
+def run_memory_children(specs: list[dict[str, Any]], parallel: bool) -> list[dict[str, Any]]:
+    """Run each spec in a fresh process (all at once when ``parallel``); collect the results."""
+    me = str(Path(__file__).resolve())
+
+    def start(spec: dict[str, Any]) -> subprocess.Popen[str]:
+        cmd = [sys.executable, me, "--memory-child", json.dumps(spec)]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    results = []
+    if parallel:
+        procs = [start(s) for s in specs]
+        outputs = [(p, *p.communicate()) for p in procs]
+    else:
+        outputs = []
+        for s in specs:
+            p = start(s)
+            outputs.append((p, *p.communicate()))
+    for proc, out, err in outputs:
+        found = [ln for ln in out.splitlines() if ln.startswith("MEMORY_RESULT ")]
+        if not found:
+            raise RuntimeError(
+                f"memory child failed (exit {proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}"
+            )
+        results.append(json.loads(found[-1].split(" ", 1)[1]))
+    return results
 
 
 # ------------------------------------------------------------- the table
@@ -154,10 +181,12 @@ class Report:
         self.rows: list[tuple[str, str, str, str, str]] = []
         self.notes: list[str] = []
         self.profiles: list[tuple[str, str]] = []
+        self.started = time.monotonic()
 
     def row(self, key: str, what: str, result: str, ratio: str = "", target: str = "") -> None:
         self.rows.append((key, what, result, ratio, target))
-        print(f"  [{key}] {what}: {result} {ratio} {target}".rstrip(), flush=True)
+        elapsed = time.monotonic() - self.started
+        print(f"  [{key} @ {elapsed:.0f}s] {what}: {result} {ratio} {target}".rstrip(), flush=True)
 
     def markdown(self, facts: dict[str, Any], setup: dict[str, Any]) -> str:
         out = ["# icechunk-prefect benchmark", "", "## Machine", ""]
@@ -213,10 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_rows(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]]:
-    import cloudpickle
-
     import cases
+    import cloudpickle
     import profiling
+
     from icechunk_prefect import ensure_shared_api
 
     # Workers cannot import the benchmark's modules: ship their functions by value.
@@ -260,7 +289,9 @@ def _rows(
             f"{len(ds.data_vars)} float32 variables x {dict(ds.sizes)}, "
             f"{size_text(nbytes)} ({nbytes / MB:.0f} MB)"
         ),
-        "chunks": f"{shape.time_chunk} x {shape.nlat} x {shape.nlon} = {shape.chunk_bytes / MB:.2f} MB",
+        "chunks": (
+            f"{shape.time_chunk} x {shape.nlat} x {shape.nlon} = {shape.chunk_bytes / MB:.2f} MB"
+        ),
         "Dask cluster": f"{'given' if args.address else 'LocalCluster'}: {workers}",
         "Prefect API": api if args.address else f"{api} (started for this run)",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", ""),
@@ -281,6 +312,7 @@ def _rows(
         "1c": ("`to_icechunk` flow, `partitioned=True` (one task per partition)", True),
     }
     best: dict[str, Any] = {}
+    psize = {"partition_size": args.partition_size} if args.partition_size else {}
     if "1" in args.rows or "2" in args.rows:
         for _ in range(max(1, args.repeat)):
             for key, (_, partitioned) in ways.items():
@@ -291,7 +323,7 @@ def _rows(
                     if partitioned is None:
                         t = cases.write_plain(ds, path, address)
                     else:
-                        t = cases.write_flow(ds, path, address, partitioned=partitioned)
+                        t = cases.write_flow(ds, path, address, partitioned=partitioned, **psize)
                 t_end = profiling.now()
                 cases.verify(path, ds, full=args.quick)
                 cases.cleanup(path)
@@ -348,9 +380,8 @@ def _rows(
             f"{many.seconds / n:.3f} s per partition, all in",
         )
         if args.profile and many.flow_run_id:
-            report.profiles.append(
-                (f"3: Prefect task runs, {n} partitions", profiling.task_breakdown(many.flow_run_id))
-            )
+            breakdown = profiling.task_breakdown(many.flow_run_id)
+            report.profiles.append((f"3: Prefect task runs, {n} partitions", breakdown))
 
     if "4" in args.rows:
         n = args.forks
@@ -358,7 +389,8 @@ def _rows(
         r = cases.merge_commit_forks(n, cases.fresh(workdir, "row4"), prof)
         report.row(
             "4",
-            f"merge (`merge_forks`) and commit (`commit_fork`) of {n} forks, one 640-byte chunk each",
+            f"merge (`merge_forks`) and commit (`commit_fork`) of {n} forks, "
+            "one 640-byte chunk each",
             f"{fmt_s(r['merge_s'] + r['commit_s'])} (merge {fmt_s(r['merge_s'])}, "
             f"commit {fmt_s(r['commit_s'])})",
             f"{(r['merge_s'] + r['commit_s']) / n * 1e6:.0f} us per fork",
@@ -382,26 +414,30 @@ def _rows(
     if "6" in args.rows:
         from dataclasses import asdict
 
-        found: dict[tuple[bool, float], dict[str, Any]] = {}
-        for partitioned in (True, False):
-            for gb in args.memory_gb:
-                spec = {
-                    "gb": gb,
-                    "partitioned": partitioned,
-                    "address": address,
-                    "shape": asdict(shape),
-                    "path": cases.fresh(workdir, f"row6-{partitioned}-{gb}"),
-                }
-                found[(partitioned, gb)] = run_memory_child(spec)
+        specs = [
+            {
+                "gb": gb,
+                "partitioned": partitioned,
+                "partition_size": args.partition_size,
+                "address": address,
+                "shape": asdict(shape),
+                "path": cases.fresh(workdir, f"row6-{partitioned}-{gb}"),
+            }
+            for partitioned in (True, False)
+            for gb in args.memory_gb
+        ]
+        measured = run_memory_children(specs, parallel=args.quick)
+        found = {(s["partitioned"], s["gb"]): m for s, m in zip(specs, measured, strict=True)}
         small, large = args.memory_gb
         for i, partitioned in enumerate((True, False)):
             a, b = found[(partitioned, small)], found[(partitioned, large)]
             kind = "partitioned" if partitioned else "whole graph"
-            for j, (gb, m) in enumerate(((small, a), (large, b))):
+            for j, m in enumerate((a, b)):
                 key = f"6{'abcd'[2 * i + j]}"
                 result = (
-                    f"peak RSS {m['maxrss'] / MB:.0f} MB (sampled {m['peak_sampled'] / MB:.0f} MB; "
-                    f"{m['rss_before'] / MB:.0f} MB after imports), "
+                    f"peak RSS {m['maxrss'] / MB:.0f} MB (sampled during the flow: "
+                    f"{m['peak_sampled'] / MB:.0f} MB; after imports: RSS "
+                    f"{m['rss_before'] / MB:.0f} MB, peak {m['maxrss_before'] / MB:.0f} MB), "
                     f"{fmt_s(m['seconds'])} for {size_text(m['nbytes'])}"
                 )
                 ratio = ""
