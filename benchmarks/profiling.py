@@ -81,6 +81,7 @@ def task_breakdown(flow_run_id: UUID | str) -> str:
     """Task runs of a flow run grouped by task: count, summed run time, span; and the flow run."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
 
     fid = UUID(str(flow_run_id))
     runs: list[Any] = []
@@ -90,6 +91,7 @@ def task_breakdown(flow_run_id: UUID | str) -> str:
         while True:
             page = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
                 limit=200,
                 offset=offset,
             )
@@ -118,6 +120,14 @@ def task_breakdown(flow_run_id: UUID | str) -> str:
 
 def _sum(runs: list[Any]) -> float:
     return sum(r.total_run_time.total_seconds() for r in runs)
+
+
+def safely(what: str, fn: Any, *args: Any) -> str:
+    """``fn(*args)``, or a line saying why the profile could not be collected."""
+    try:
+        return str(fn(*args))
+    except Exception as exc:  # a profile is a bonus: never lose the measurements for it
+        return f"could not collect {what}: {type(exc).__name__}: {exc}"
 
 
 def now() -> float:

@@ -261,7 +261,7 @@ def run_rows(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str,
             n_workers=args.workers,
             threads_per_worker=args.threads,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         address = cluster.scheduler_address
     try:
@@ -331,13 +331,15 @@ def _rows(
                     best[key] = t
                 if args.profile:
                     report.profiles.append((f"{key}: flow process (cProfile)", prof["text"]))
-                    report.profiles.append(
-                        (f"{key}: Dask workers", profiling.worker_profile(address, t_wall, t_end))
+                    workers_text = profiling.safely(
+                        "worker profile", profiling.worker_profile, address, t_wall, t_end
                     )
+                    report.profiles.append((f"{key}: Dask workers", workers_text))
                     if t.flow_run_id:
-                        report.profiles.append(
-                            (f"{key}: Prefect task runs", profiling.task_breakdown(t.flow_run_id))
+                        tasks_text = profiling.safely(
+                            "task runs", profiling.task_breakdown, t.flow_run_id
                         )
+                        report.profiles.append((f"{key}: Prefect task runs", tasks_text))
     if "1" in args.rows:
         ref = best["1a"].seconds
         for key, (what, partitioned) in ways.items():
@@ -380,7 +382,7 @@ def _rows(
             f"{many.seconds / n:.3f} s per partition, all in",
         )
         if args.profile and many.flow_run_id:
-            breakdown = profiling.task_breakdown(many.flow_run_id)
+            breakdown = profiling.safely("task runs", profiling.task_breakdown, many.flow_run_id)
             report.profiles.append((f"3: Prefect task runs, {n} partitions", breakdown))
 
     if "4" in args.rows:
