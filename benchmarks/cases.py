@@ -285,7 +285,8 @@ def resume(ds: xr.Dataset, path: str, address: str, partitions: int) -> dict[str
     tc = ds[VARIABLES[0]].data.chunksize[0]
     nchunks = ds.sizes["time"] // tc
     per = max(1, nchunks // partitions)
-    first_failing = (partitions // 2) * per
+    actual = math.ceil(nchunks / per)
+    first_failing = (actual // 2) * per
     marker = path + ".kill"
     ds = killable(ds, marker, first_failing)
     full = write_flow(ds, path + "-full", address, partitioned=True, partition_size=per * tc)
@@ -309,6 +310,6 @@ def resume(ds: xr.Dataset, path: str, address: str, partitions: int) -> dict[str
         "full": full,
         "killed_s": killed_s,
         "rerun": rerun,
-        "partitions": math.ceil(nchunks / per),
-        "done_before_kill": partitions // 2,
+        "partitions": actual,
+        "done_before_kill": actual // 2,
     }
