@@ -1,0 +1,315 @@
+"""The measurements of the benchmark, one function per row of the table.
+
+Each function writes into a fresh repository under ``workdir``, checks what it
+wrote against the values it should hold, and returns plain numbers. Only the
+public API of icechunk-prefect is used, so that the benchmark keeps working
+while the internals change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from profiling import flow_process_profile
+
+from icechunk_prefect.synthetic import expected_values, synthetic_climate
+
+VARIABLES = ("t2m", "precip", "wind")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The generated dataset: a time x lat x lon grid of float32, chunked along time."""
+
+    nlat: int
+    nlon: int
+    time_chunk: int
+
+    @property
+    def step_bytes(self) -> int:
+        return self.nlat * self.nlon * 4
+
+    @property
+    def chunk_bytes(self) -> int:
+        return self.step_bytes * self.time_chunk
+
+    def periods_for(self, total_bytes: float, nvars: int = len(VARIABLES)) -> int:
+        """Time steps (a multiple of the chunk) so that the dataset holds >= ``total_bytes``."""
+        chunks = max(1, math.ceil(total_bytes / (nvars * self.chunk_bytes)))
+        return chunks * self.time_chunk
+
+    def dataset(self, total_bytes: float, variables: tuple[str, ...] = VARIABLES) -> xr.Dataset:
+        return synthetic_climate(
+            periods=self.periods_for(total_bytes, len(variables)),
+            nlat=self.nlat,
+            nlon=self.nlon,
+            variables=variables,
+            time_chunk=self.time_chunk,
+        )
+
+
+def data_bytes(ds: xr.Dataset) -> int:
+    """Bytes of the data variables (what the MB/s figures count)."""
+    return int(sum(v.nbytes for v in ds.data_vars.values()))
+
+
+@dataclass
+class Timing:
+    """One measured write."""
+
+    seconds: float
+    nbytes: int
+    flow_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.nbytes / 1e6 / self.seconds if self.seconds else float("nan")
+
+
+def fresh(workdir: Path, name: str) -> str:
+    """An empty folder for one repository (removed first if a previous run left it)."""
+    path = workdir / name
+    shutil.rmtree(path, ignore_errors=True)
+    return str(path)
+
+
+def create_repo(path: str) -> Any:
+    from icechunk_prefect import LocalRepository
+
+    return LocalRepository(path).open_repository(create=True)
+
+
+def verify(path: str, ds: xr.Dataset, full: bool) -> None:
+    """Read the repository back; compare the first and last chunk of every variable (or all)."""
+    import icechunk
+
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+    back = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    n = ds.sizes["time"]
+    tc = ds[next(iter(ds.data_vars))].data.chunksize[0]
+    windows = [slice(0, n)] if full else [slice(0, min(tc, n)), slice(max(0, n - tc), n)]
+    for name in ds.data_vars:
+        for w in windows:
+            got = back[name].isel(time=w).values
+            want = expected_values(ds.isel(time=w), str(name))
+            if not np.array_equal(got, want):
+                raise AssertionError(f"{path}: {name}[{w.start}:{w.stop}] differs from expected")
+
+
+def cleanup(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ row 1
+
+
+def write_plain(ds: xr.Dataset, path: str, address: str) -> Timing:
+    """``icechunk.xarray.to_icechunk`` with a distributed client on the cluster, one commit."""
+    from distributed import Client
+    from icechunk.xarray import to_icechunk
+
+    repo = create_repo(path)
+    t0 = time.perf_counter()
+    with Client(address, set_as_default=True):
+        session = repo.writable_session("main")
+        to_icechunk(ds, session, mode="w")
+        session.commit("plain icechunk.xarray.to_icechunk")
+    return Timing(time.perf_counter() - t0, data_bytes(ds))
+
+
+def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **kw: Any) -> Timing:
+    """This project's ``to_icechunk`` flow on the same cluster."""
+    from icechunk_prefect import IcechunkDaskTaskRunner, to_icechunk
+
+    repo = create_repo(path)
+    run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
+    t0 = time.perf_counter()
+    state = run(ds, path, mode="w", partitioned=partitioned, return_state=True, **kw)
+    seconds = time.perf_counter() - t0
+    if not state.is_completed():
+        raise RuntimeError(f"flow run did not complete: {state.type.value} {state.message}")
+    meta = next(iter(repo.ancestry(branch="main"))).metadata or {}
+    return Timing(
+        seconds,
+        data_bytes(ds),
+        flow_run_id=str(state.state_details.flow_run_id),
+        extra={"partitions": meta.get("icechunk_prefect.partitions", "?")},
+    )
+
+
+# ------------------------------------------------------------------ row 2
+
+
+def write_limit(ds: xr.Dataset, path: str) -> Timing:
+    """The same arrays written from numpy by zarr's own threads in this process, one commit.
+
+    Generating the values (numpy) is not timed; it is reported as ``generate_s``.
+    """
+    import zarr
+
+    repo = create_repo(path)
+    session = repo.writable_session("main")
+    group = zarr.open_group(session.store, mode="w", zarr_format=3)
+    write_s = generate_s = 0.0
+    for name in ds.data_vars:
+        var = ds[name]
+        t0 = time.perf_counter()
+        data = expected_values(ds, str(name))
+        generate_s += time.perf_counter() - t0
+        arr = group.create_array(
+            str(name),
+            shape=var.shape,
+            chunks=var.encoding["chunks"],
+            dtype=var.dtype,
+            dimension_names=[str(d) for d in var.dims],
+        )
+        t0 = time.perf_counter()
+        arr[...] = data
+        write_s += time.perf_counter() - t0
+        del data
+    t0 = time.perf_counter()
+    session.commit("write limit: numpy -> zarr")
+    write_s += time.perf_counter() - t0
+    return Timing(write_s, data_bytes(ds), extra={"generate_s": generate_s})
+
+
+# ------------------------------------------------------------------ row 3
+
+
+def tiny_partitions(n: int, path: str, address: str) -> tuple[Timing, Timing]:
+    """``n`` one-step partitions of a tiny dataset, and the same dataset as one partition."""
+    ds = synthetic_climate(periods=n, nlat=2, nlon=4, variables=("t2m",), time_chunk=1)
+    many = write_flow(ds, path + "-many", address, partitioned=True, partition_size=1)
+    verify(path + "-many", ds, full=True)
+    one = write_flow(ds, path + "-one", address, partitioned=True, partition_size=n)
+    verify(path + "-one", ds, full=True)
+    cleanup(path + "-many")
+    cleanup(path + "-one")
+    return many, one
+
+
+# ------------------------------------------------------------------ row 4
+
+
+def merge_commit_forks(
+    n: int, path: str, profile: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Merge ``n`` forks (one chunk each) with ``merge_forks``, commit with ``commit_fork``.
+
+    The forks are pickled copies of one fork of a clean session, as partition
+    tasks return them. Making them is not timed.
+    """
+    import zarr
+
+    from icechunk_prefect import commit_fork, merge_forks
+
+    repo = create_repo(path)
+    session = repo.writable_session("main")
+    width = 80  # float64 -> 640-byte chunks: stored as chunk objects, not inlined
+    zarr.create_array(session.store, name="a", shape=(n, width), chunks=(1, width), dtype="f8")
+    base = session.commit("create array")
+    parent = repo.writable_session("main").fork()
+    blob = pickle.dumps(parent)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    forks = []
+    for i in range(n):
+        child = pickle.loads(blob)
+        zarr.open_array(child.store, path="a", mode="r+")[i] = rng.random(width)
+        forks.append(pickle.loads(pickle.dumps(child)))  # as it comes back from a worker
+    make_s = time.perf_counter() - t0
+    into = pickle.loads(blob)
+    out: dict[str, str] = {}
+    with flow_process_profile(profile is not None, out):
+        t0 = time.perf_counter()
+        merged = merge_forks(forks, into)
+        merge_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        commit_fork(path, "main", merged, message=f"{n} forks", base_snapshot=base, key=f"k{n}")
+        commit_s = time.perf_counter() - t0
+    if profile is not None:
+        profile["text"] = out.get("text", "")
+    arr = zarr.open_array(repo.readonly_session("main").store, path="a", mode="r")
+    if arr.nchunks_initialized != n:
+        raise AssertionError(f"{arr.nchunks_initialized} of {n} chunks committed")
+    cleanup(path)
+    return {"make_s": make_s, "merge_s": merge_s, "commit_s": commit_s}
+
+
+# ------------------------------------------------------------------ row 5
+
+
+def _die_in_second_half(block: np.ndarray, marker: str, first: int, block_info: Any = None) -> Any:
+    """Fail blocks from time chunk ``first`` on while ``marker`` exists (a simulated kill).
+
+    The error is one of the package's final errors, so Prefect does not retry it:
+    the run stops with the first half of its partitions done.
+    """
+    from icechunk_prefect.errors import InputValidationError
+
+    loc = block_info[0]["chunk-location"][0] if block_info else 0
+    if loc >= first and os.path.exists(marker):
+        raise InputValidationError(f"simulated kill of the run at time chunk {loc}")
+    return block
+
+
+def killable(ds: xr.Dataset, marker: str, first_chunk: int) -> xr.Dataset:
+    """``ds`` whose blocks from ``first_chunk`` on fail while ``marker`` exists.
+
+    The dask graph is the same with or without the marker, so both runs have the same inputs.
+    """
+    out = ds.copy()
+    for name in ds.data_vars:
+        arr = ds[name].data
+        out[name] = (
+            ds[name].dims,
+            arr.map_blocks(_die_in_second_half, marker, first_chunk, dtype=arr.dtype),
+            ds[name].attrs,
+        )
+        out[name].encoding = ds[name].encoding
+    return out
+
+
+def resume(ds: xr.Dataset, path: str, address: str, partitions: int) -> dict[str, Any]:
+    """A full run; a run killed after half its partitions; the re-run of the killed one."""
+    tc = ds[VARIABLES[0]].data.chunksize[0]
+    nchunks = ds.sizes["time"] // tc
+    per = max(1, nchunks // partitions)
+    actual = math.ceil(nchunks / per)
+    first_failing = (actual // 2) * per
+    marker = path + ".kill"
+    ds = killable(ds, marker, first_failing)
+    full = write_flow(ds, path + "-full", address, partitioned=True, partition_size=per * tc)
+    cleanup(path + "-full")
+
+    from icechunk_prefect import IcechunkDaskTaskRunner, to_icechunk
+
+    create_repo(path)
+    Path(marker).touch()
+    run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
+    t0 = time.perf_counter()
+    state = run(ds, path, mode="w", partition_size=per * tc, return_state=True)
+    killed_s = time.perf_counter() - t0
+    if not state.is_failed():
+        raise RuntimeError(f"the killed run should have failed, it is {state.type.value}")
+    os.unlink(marker)
+    rerun = write_flow(ds, path, address, partitioned=True, partition_size=per * tc)
+    verify(path, ds, full=False)
+    cleanup(path)
+    return {
+        "full": full,
+        "killed_s": killed_s,
+        "rerun": rerun,
+        "partitions": actual,
+        "done_before_kill": actual // 2,
+    }
