@@ -57,6 +57,7 @@ __all__ = [
     "WriteMode",
     "plan_write",
     "resolve_mode",
+    "stored_dims",
     "write_eager",
     "write_lazy_graph",
     "write_metadata",
@@ -94,7 +95,8 @@ def _open_group(store: Any, group: str | None) -> zarr.Group | None:
         return None
 
 
-def _stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+def stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+    """The dimension names of a stored array (Zarr v3 names or xarray's attribute)."""
     names = getattr(arr.metadata, "dimension_names", None)
     if names:
         return tuple(str(n) for n in names)
@@ -121,7 +123,7 @@ def _validate_against_store(
         arr = group[name]
         if not isinstance(arr, zarr.Array):
             raise SchemaMismatchError(f"{name!r} exists in the store as a group, not an array.")
-        dims = _stored_dims(arr)
+        dims = stored_dims(arr)
         if dims is not None and tuple(map(str, var.dims)) != dims:
             raise SchemaMismatchError(
                 f"Variable {name!r} has dimensions {tuple(map(str, var.dims))} but the stored "
