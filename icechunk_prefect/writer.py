@@ -134,6 +134,14 @@ class FlowDatasetWriter:
 
     def write_metadata(self) -> ForkSession:
         """Create or resize the arrays and write attributes (a task); plan the write."""
+        if self.resume and resolve_mode(self.mode, self.append_dim, self.region) in (
+            "w",
+            "w-",
+            "a",
+        ):
+            # Create a missing repository here, so that the metadata step's cache key
+            # sees the same tip (the first commit) in a first run and in its re-run.
+            self._source.open_repository(create=True)
         self.fork = (
             self._cached(write_metadata_task, METADATA_CACHE_POLICY)
             .submit(
