@@ -37,7 +37,13 @@ from icechunk_prefect.tasks import (
     write_metadata_task,
     write_partition_task,
 )
-from icechunk_prefect.writing import WriteMode, plan_write, resolve_mode
+from icechunk_prefect.writing import (
+    WriteMode,
+    check_input,
+    creates_repository,
+    plan_write,
+    resolve_mode,
+)
 
 __all__ = ["FlowDatasetWriter", "WriteResult"]
 
@@ -134,11 +140,14 @@ class FlowDatasetWriter:
 
     def write_metadata(self) -> ForkSession:
         """Create or resize the arrays and write attributes (a task); plan the write."""
-        if self.resume and resolve_mode(self.mode, self.append_dim, self.region) in (
-            "w",
-            "w-",
-            "a",
-        ):
+        check_input(
+            self._ds,
+            append_dim=self.append_dim,
+            encoding=self.encoding,
+            partition_dim=self.partition_dim,
+        )
+        concrete = resolve_mode(self.mode, self.append_dim, self.region)
+        if self.resume and creates_repository(concrete, self.append_dim):
             # Create a missing repository here, so that the metadata step's cache key
             # sees the same tip (the first commit) in a first run and in its re-run.
             self._source.open_repository(create=True)

@@ -55,6 +55,8 @@ from icechunk_prefect.repository import RepositoryLike, open_repository
 
 __all__ = [
     "WriteMode",
+    "check_input",
+    "creates_repository",
     "plan_write",
     "resolve_mode",
     "stored_dims",
@@ -200,6 +202,61 @@ def _check_append_steps(ds: xr.Dataset, store: Any, group_path: str | None, dim:
         )
 
 
+def creates_repository(mode: WriteMode, append_dim: str | None) -> bool:
+    """Whether a write in ``mode`` may create a missing repository (not to append)."""
+    return mode in ("w", "w-") or (mode == "a" and append_dim is None)
+
+
+def check_input(
+    ds: xr.Dataset,
+    *,
+    append_dim: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    partition_dim: str | None = None,
+) -> None:
+    """Refuse input that cannot make a sensible write, before anything is touched:
+    an empty dataset, zero-length dimensions, ``encoding``/``append_dim``/``partition_dim``
+    naming what the dataset lacks, an ``append_dim`` coordinate that is duplicated or
+    not increasing."""
+    names = sorted(map(str, ds.variables))
+    if not ds.data_vars and not ds.coords:
+        raise InputValidationError(
+            "The dataset is empty (no variables): there is nothing to write. Check the "
+            "selection that produced it."
+        )
+    empty = sorted(str(d) for d, n in ds.sizes.items() if n == 0)
+    if empty:
+        raise InputValidationError(
+            f"The dataset has no positions along {empty} (sizes {dict(ds.sizes)}): there is "
+            "nothing to write. Check the selection that produced it."
+        )
+    unknown = sorted(str(k) for k in (encoding or {}) if k not in ds.variables)
+    if unknown:
+        raise InputValidationError(
+            f"encoding names variable(s) {unknown} that the dataset does not have "
+            f"(its variables: {names}). Fix the names or drop those entries."
+        )
+    for label, dim in (("append_dim", append_dim), ("partition_dim", partition_dim)):
+        if dim is not None and dim not in ds.dims:
+            raise InputValidationError(
+                f"{label} {dim!r} is not a dimension of the dataset "
+                f"(dimensions: {sorted(map(str, ds.dims))})."
+            )
+    if append_dim is not None and append_dim in ds.indexes:
+        index = ds.indexes[append_dim]
+        if index.has_duplicates:
+            dup = index[index.duplicated()][:3].tolist()
+            raise InputValidationError(
+                f"The {append_dim!r} coordinate holds duplicated values {dup}; drop them "
+                f"(ds.drop_duplicates({append_dim!r})) before appending."
+            )
+        if not index.is_monotonic_increasing:
+            raise InputValidationError(
+                f"The {append_dim!r} coordinate is not increasing (seen {index[:3].tolist()}"
+                f"...); sort it (ds.sortby({append_dim!r})) before appending."
+            )
+
+
 def write_metadata(
     repo: RepositoryLike,
     branch: str,
@@ -226,7 +283,8 @@ def write_metadata(
         ```
     """
     concrete = resolve_mode(mode, append_dim, region)
-    repository = open_repository(repo, create=concrete in ("w", "w-", "a"))
+    check_input(dataset, append_dim=append_dim, encoding=encoding)
+    repository = open_repository(repo, create=creates_repository(concrete, append_dim))
     if branch not in repository.list_branches():
         raise ConfigurationError(
             f"Branch {branch!r} does not exist (branches: {sorted(repository.list_branches())}). "
