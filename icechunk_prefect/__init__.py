@@ -20,6 +20,7 @@ if "ICECHUNK_LOG" not in _os.environ:
     # icechunk_prefect.repository.commit_lock; keep other warnings.
     _icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
 
+from icechunk_prefect.checks import CheckContext, run_checks
 from icechunk_prefect.errors import (
     CheckFailedError,
     ChunkAlignmentError,
@@ -47,6 +48,7 @@ from icechunk_prefect.sessions import commit_fork, find_commit, merge_forks
 from icechunk_prefect.tasks import (
     commit_task,
     merge_task,
+    validate_task,
     write_eager_task,
     write_lazy_graph_task,
     write_metadata_task,
@@ -57,6 +59,7 @@ from icechunk_prefect.writer import FlowDatasetWriter, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckContext",
     "CheckFailedError",
     "ChunkAlignmentError",
     "CommitConflictError",
@@ -87,8 +90,10 @@ __all__ = [
     "open_repository",
     "prepare_write",
     "resolve_repository",
+    "run_checks",
     "store_dask",
     "to_icechunk",
+    "validate_task",
     "write_eager_task",
     "write_lazy_graph_task",
     "write_metadata_task",

@@ -16,8 +16,7 @@ import xarray as xr
 from icechunk.session import ForkSession
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from icechunk_prefect import checks as checks_mod

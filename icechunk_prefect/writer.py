@@ -151,7 +151,7 @@ class FlowDatasetWriter:
             # Create a missing repository here, so that the metadata step's cache key
             # sees the same tip (the first commit) in a first run and in its re-run.
             self._source.open_repository(create=True)
-        self.fork = (
+        fork: ForkSession = (
             self._cached(write_metadata_task, METADATA_CACHE_POLICY)
             .submit(
                 self._source,
@@ -165,8 +165,9 @@ class FlowDatasetWriter:
             )
             .result()
         )
+        self.fork = fork
         self.plan = plan_write(
-            self.fork,
+            fork,
             self._ds,
             group=self.group,
             append_dim=self.append_dim,
@@ -177,18 +178,18 @@ class FlowDatasetWriter:
             safe_chunks=self.safe_chunks,
             align_chunks=self.align_chunks,
         )
-        return self.fork
+        return fork
 
     def write_eager(self) -> ForkSession:
         """Write the in-memory variables (a task)."""
         plan = self._require_plan()
         names = [n for n in plan.eager if n not in plan.skip_eager]
+        fork = self.fork
+        assert fork is not None
         if names:
-            self.fork = write_eager_task.submit(
-                self.fork, subset_variables(self._ds, names), plan
-            ).result()
-        assert self.fork is not None
-        return self.fork
+            fork = write_eager_task.submit(fork, subset_variables(self._ds, names), plan).result()
+            self.fork = fork
+        return fork
 
     def write_lazy(self) -> list[PrefectFuture[ForkSession]]:
         """Write the dask-backed variables: one task per partition, or one whole-graph task."""

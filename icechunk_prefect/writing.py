@@ -23,9 +23,11 @@ from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, Literal
 
 import dask
+import dask.config
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.errors
 from icechunk.session import ForkSession
 
 from icechunk_prefect.datasets import (
@@ -305,7 +307,7 @@ def write_metadata(
     if existing is not None and concrete != "w":
         region_dims: set[str] = set()
         if region is not None:
-            region_dims = set(dataset.dims) if isinstance(region, str) else set(region)
+            region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
         _validate_against_store(
             dataset,
             existing,
