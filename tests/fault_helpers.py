@@ -114,3 +114,39 @@ def set_env(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+class MotoRepository:
+    """A repository on a local S3 server (moto), as a RepositorySource (no lock: S3 has
+    conditional writes). Test credentials only."""
+
+    def __init__(self, endpoint: str, bucket: str, prefix: str) -> None:
+        self.endpoint, self.bucket, self.prefix = endpoint, bucket, prefix
+
+    def _storage(self):  # type: ignore[no-untyped-def]
+        import icechunk
+
+        return icechunk.s3_storage(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            region="us-east-1",
+            endpoint_url=self.endpoint,
+            allow_http=True,
+            force_path_style=True,
+            access_key_id="testing",
+            secret_access_key="testing",
+        )
+
+    def open_repository(self, *, create: bool = False):  # type: ignore[no-untyped-def]
+        import icechunk
+
+        storage = self._storage()
+        if icechunk.Repository.exists(storage):
+            return icechunk.Repository.open(storage)
+        return icechunk.Repository.create(storage)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix} at {self.endpoint}"
+
+    def local_lock_path(self) -> str | None:
+        return None
