@@ -25,6 +25,7 @@ if "ICECHUNK_LOG" not in _os.environ:
     # icechunk_prefect.repository.commit_lock; keep other warnings.
     _icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
 
+from icechunk_prefect.checks import CheckContext, run_checks
 from icechunk_prefect.errors import (
     CheckFailedError,
     ChunkAlignmentError,
@@ -75,6 +76,7 @@ from icechunk_prefect.sources import (
 from icechunk_prefect.tasks import (
     commit_task,
     merge_task,
+    validate_task,
     write_eager_task,
     write_lazy_graph_task,
     write_metadata_task,
@@ -86,6 +88,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COMMIT_EVENT",
+    "CheckContext",
     "CheckFailedError",
     "ChunkAlignmentError",
     "CommitConflictError",
@@ -131,9 +134,11 @@ __all__ = [
     "open_repository",
     "prepare_write",
     "resolve_repository",
+    "run_checks",
     "store_dask",
     "summarize_commit",
     "to_icechunk",
+    "validate_task",
     "write_eager_task",
     "write_lazy_graph_task",
     "write_metadata_task",

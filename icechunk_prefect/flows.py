@@ -22,6 +22,7 @@ from icechunk.session import ForkSession
 from prefect import flow, task
 
 from icechunk_prefect import observability, provenance
+from icechunk_prefect.checks import Check
 from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, check_dask_chunks
 from icechunk_prefect.repository import RepositoryLike, resolve_repository
@@ -66,6 +67,8 @@ def to_icechunk(
     partition_size: int | None = None,
     target_partition_bytes: int = DEFAULT_PARTITION_BYTES,
     commit_metadata: Mapping[str, Any] | None = None,
+    checks: Sequence[Check] = (),
+    resume: bool = True,
 ) -> str:
     """Write an xarray object to a group of an Icechunk repository, and commit once.
 
@@ -74,7 +77,10 @@ def to_icechunk(
     the dask-backed variables (``partitioned``: one retryable task per
     chunk-aligned partition; otherwise one task running the whole graph), a tree
     merge of the forks and one commit. Returns the snapshot id. A failure at any
-    step leaves the branch as it was.
+    step leaves the branch as it was. Before the commit, the validation gate checks
+    that every planned chunk was written, that the schema matches, and runs
+    ``checks`` (see :mod:`icechunk_prefect.checks`). With ``resume``, a re-run after a
+    failure skips the partitions already written (see docs/reliability.md).
 
     Example:
         ```python
@@ -104,6 +110,8 @@ def to_icechunk(
         partition_dim=partition_dim,
         partition_size=partition_size,
         target_partition_bytes=target_partition_bytes,
+        checks=checks,
+        resume=resume,
         parameters=_parameters(
             branch=branch,
             group=group,

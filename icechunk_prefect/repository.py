@@ -66,13 +66,24 @@ class LocalRepository:
         return icechunk.local_filesystem_storage(str(Path(self.path).expanduser().absolute()))
 
     def open_repository(self, *, create: bool = False) -> icechunk.Repository:
+        p = Path(self.path).expanduser()
+        if p.exists() and not p.is_dir():
+            raise ConfigurationError(
+                f"Repository path {self.path!r} is a file, not a folder. Give the folder of an "
+                "Icechunk repository (or a new folder to create one in)."
+            )
         storage = self._storage()
         if icechunk.Repository.exists(storage):
             return icechunk.Repository.open(storage)
         if create:
-            Path(self.path).expanduser().mkdir(parents=True, exist_ok=True)
+            if p.exists() and any(x.name != ".icechunk-prefect.commit.lock" for x in p.iterdir()):
+                raise ConfigurationError(
+                    f"{self.path!r} is not an Icechunk repository and is not empty (it holds "
+                    f"{sorted(x.name for x in p.iterdir())[:5]}): a repository can only be "
+                    "created in an empty folder. Check the path."
+                )
+            p.mkdir(parents=True, exist_ok=True)
             return icechunk.Repository.create(storage)
-        p = Path(self.path).expanduser()
         seen = (
             "the path does not exist"
             if not p.exists()

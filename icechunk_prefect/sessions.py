@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -184,13 +185,20 @@ def commit_fork(
                     rebase_tries=1,
                 )
             except icechunk.RebaseFailedError as exc:
+                clash: dict[str, list[list[int]]] = {}
+                if base_snapshot:
+                    with contextlib.suppress(Exception):
+                        clash = _conflicts(repository, base_snapshot, branch, fork)
+                shown = {p: c[:5] for p, c in list(clash.items())[:5]} if clash else str(exc)
                 raise CommitConflictError(
                     f"Another writer committed to {branch!r} changes that conflict with this "
-                    f"run's: {exc}. Nothing of this run was committed."
+                    f"run's: {shown} (array: chunks; [] = array metadata). Nothing of this run "
+                    "was committed. Re-run to write on top of the new tip."
                 ) from exc
             except icechunk.ConflictError as exc:
                 last_error = exc
-                time.sleep(min(10.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.5))
+                if attempt + 1 < rebase_tries:
+                    time.sleep(min(10.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.5))
                 continue
             if on_committed is not None:
                 on_committed(sid)

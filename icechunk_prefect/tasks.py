@@ -16,11 +16,12 @@ import xarray as xr
 from icechunk.session import ForkSession
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
-from icechunk_prefect import sessions, writing
+from icechunk_prefect import checks as checks_mod
+from icechunk_prefect import faults, sessions, writing
+from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
 from icechunk_prefect.errors import (
     CheckFailedError,
     CommitConflictError,
@@ -34,8 +35,11 @@ from icechunk_prefect.repository import RepositoryLike
 
 __all__ = [
     "DEFAULT_RETRIES",
+    "METADATA_CACHE_POLICY",
+    "WRITE_CACHE_POLICY",
     "commit_task",
     "merge_task",
+    "validate_task",
     "write_eager_task",
     "write_lazy_graph_task",
     "write_metadata_task",
@@ -63,6 +67,11 @@ def retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any
         return True
     return True
 
+
+METADATA_CACHE_POLICY = MetadataCachePolicy()
+"""Cache policy that makes the metadata step resumable (see :mod:`icechunk_prefect.caching`)."""
+WRITE_CACHE_POLICY = WriteCachePolicy()
+"""Cache policy that makes the lazy write steps resumable (needs a ``cache_scope``)."""
 
 _RETRY: dict[str, Any] = {
     "retries": DEFAULT_RETRIES,
@@ -127,9 +136,16 @@ def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) ->
 
 @task(name="write partition", task_run_name="write {partition.label}", **_RETRY)
 def write_partition_task(
-    fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None = None
+    fork: ForkSession,
+    dataset: xr.Dataset,
+    partition: Partition,
+    group: str | None = None,
+    cache_scope: str | None = None,
 ) -> ForkSession:
     """Write one partition's block into a copy of the child fork; return that copy.
+
+    ``cache_scope`` (see :func:`icechunk_prefect.caching.write_scope`) is only read by
+    :data:`WRITE_CACHE_POLICY`: with it, a re-run skips partitions already written.
 
     Example:
         ```python
@@ -149,8 +165,11 @@ def write_lazy_graph_task(
     split_every: int | None = None,
     safe_chunks: bool = True,
     align_chunks: bool = False,
+    cache_scope: str | None = None,
 ) -> ForkSession:
     """Run the whole dask graph of the lazy variables on the flow's cluster.
+
+    ``cache_scope`` is only read by :data:`WRITE_CACHE_POLICY` (resume).
 
     Example:
         ```python
@@ -209,4 +228,28 @@ def commit_task(
         metadata=metadata,
         base_snapshot=base_snapshot,
         key=key,
+        on_committed=faults.fail_after_commit,
     )
+
+
+@task(name="validate", task_run_name="validate before commit", **_RETRY)
+def validate_task(
+    fork: ForkSession,
+    plan: WritePlan,
+    schema: Mapping[str, checks_mod.VariableSchema] | None = None,
+    checks: Sequence[checks_mod.Check] = (),
+) -> ForkSession:
+    """The validation gate: coverage, schema and user checks on the merged fork.
+
+    Raises :class:`~icechunk_prefect.errors.CheckFailedError` (not retried) with a
+    report of every problem; returns the fork unchanged when all checks pass.
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import validate_task
+        # inside a flow, after the merge:
+        # validate_task(merged, plan, expected_schema(ds), [my_check])
+        ```
+    """
+    checks_mod.run_checks(fork, plan, schema, checks)
+    return fork

@@ -10,7 +10,7 @@ between steps through :attr:`FlowDatasetWriter.store`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,20 +19,31 @@ from icechunk.session import ForkSession
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import unmapped
 
-from icechunk_prefect import observability, provenance
+from icechunk_prefect import faults, observability, provenance
+from icechunk_prefect.caching import ResultStorageLike, resolve_result_storage, write_scope
+from icechunk_prefect.checks import Check, expected_schema
 from icechunk_prefect.datasets import as_dataset, subset_variables
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, WritePlan
 from icechunk_prefect.repository import RepositoryLike, RepositorySource, resolve_repository
 from icechunk_prefect.sessions import idempotency_key, tree_groups
 from icechunk_prefect.tasks import (
+    METADATA_CACHE_POLICY,
+    WRITE_CACHE_POLICY,
     commit_task,
     merge_task,
+    validate_task,
     write_eager_task,
     write_lazy_graph_task,
     write_metadata_task,
     write_partition_task,
 )
-from icechunk_prefect.writing import WriteMode, plan_write, resolve_mode
+from icechunk_prefect.writing import (
+    WriteMode,
+    check_input,
+    creates_repository,
+    plan_write,
+    resolve_mode,
+)
 
 __all__ = ["FlowDatasetWriter", "WriteResult"]
 
@@ -55,6 +66,13 @@ class FlowDatasetWriter:
 
     Use it inside a ``@flow`` running on an
     :class:`~icechunk_prefect.runtime.IcechunkDaskTaskRunner`.
+
+    Crash safety: with ``resume`` (the default) the metadata fork and every
+    partition fork are persisted in ``result_storage`` (default: see
+    :func:`~icechunk_prefect.caching.default_result_storage`) under keys tied to the
+    branch tip the run started from, so a new run after a failure skips what was
+    already written. ``commit()`` first runs the validation gate (coverage, schema,
+    ``checks``) and commits once, with an idempotency key.
 
     Example:
         ```python
@@ -95,6 +113,9 @@ class FlowDatasetWriter:
     target_partition_bytes: int = DEFAULT_PARTITION_BYTES
     merge_split_every: int = 256
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = True
+    result_storage: ResultStorageLike | None = None
+    checks: Sequence[Check] = ()
 
     fork: ForkSession | None = field(default=None, init=False, repr=False)
     plan: WritePlan | None = field(default=None, init=False)
@@ -102,6 +123,7 @@ class FlowDatasetWriter:
     _source: RepositorySource = field(init=False, repr=False)
     _lazy_forks: list[PrefectFuture[ForkSession]] = field(default_factory=list, init=False)
     _merged: ForkSession | None = field(default=None, init=False, repr=False)
+    _validated: bool = field(default=False, init=False, repr=False)
     _started: float = field(default_factory=time.monotonic, init=False)
 
     def __post_init__(self) -> None:
@@ -118,18 +140,34 @@ class FlowDatasetWriter:
 
     def write_metadata(self) -> ForkSession:
         """Create or resize the arrays and write attributes (a task); plan the write."""
-        self.fork = write_metadata_task.submit(
-            self._source,
-            self.branch,
+        check_input(
             self._ds,
-            group=self.group,
-            mode=self.mode,
             append_dim=self.append_dim,
-            region=self.region,
             encoding=self.encoding,
-        ).result()
+            partition_dim=self.partition_dim,
+        )
+        concrete = resolve_mode(self.mode, self.append_dim, self.region)
+        if self.resume and creates_repository(concrete, self.append_dim):
+            # Create a missing repository here, so that the metadata step's cache key
+            # sees the same tip (the first commit) in a first run and in its re-run.
+            self._source.open_repository(create=True)
+        fork: ForkSession = (
+            self._cached(write_metadata_task, METADATA_CACHE_POLICY)
+            .submit(
+                self._source,
+                self.branch,
+                self._ds,
+                group=self.group,
+                mode=self.mode,
+                append_dim=self.append_dim,
+                region=self.region,
+                encoding=self.encoding,
+            )
+            .result()
+        )
+        self.fork = fork
         self.plan = plan_write(
-            self.fork,
+            fork,
             self._ds,
             group=self.group,
             append_dim=self.append_dim,
@@ -141,18 +179,18 @@ class FlowDatasetWriter:
             align_chunks=self.align_chunks,
         )
         observability.log_plan(self.branch, self.plan)
-        return self.fork
+        return fork
 
     def write_eager(self) -> ForkSession:
         """Write the in-memory variables (a task)."""
         plan = self._require_plan()
         names = [n for n in plan.eager if n not in plan.skip_eager]
+        fork = self.fork
+        assert fork is not None
         if names:
-            self.fork = write_eager_task.submit(
-                self.fork, subset_variables(self._ds, names), plan
-            ).result()
-        assert self.fork is not None
-        return self.fork
+            fork = write_eager_task.submit(fork, subset_variables(self._ds, names), plan).result()
+            self.fork = fork
+        return fork
 
     def write_lazy(self) -> list[PrefectFuture[ForkSession]]:
         """Write the dask-backed variables: one task per partition, or one whole-graph task."""
@@ -161,22 +199,30 @@ class FlowDatasetWriter:
         if not plan.lazy:
             return []
         child = self.fork.fork()  # once: every partition writes into a copy of it
+        scope = (
+            write_scope(self._source.describe(), self.branch, plan.base_snapshot, self._ds)
+            if self.resume
+            else None
+        )
         if self.partitioned:
             blocks = [
                 subset_variables(self._ds, p.variables).isel(p.source) for p in plan.partitions
             ]
             self._lazy_forks = list(
-                write_partition_task.map(child, blocks, plan.partitions, unmapped(plan.group))
+                self._cached(write_partition_task, WRITE_CACHE_POLICY).map(
+                    child, blocks, plan.partitions, unmapped(plan.group), unmapped(scope)
+                )
             )
         else:
             self._lazy_forks = [
-                write_lazy_graph_task.submit(
+                self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY).submit(
                     child,
                     subset_variables(self._ds, plan.lazy),
                     plan,
                     split_every=self.split_every,
                     safe_chunks=self.safe_chunks,
                     align_chunks=self.align_chunks,
+                    cache_scope=scope,
                 )
             ]
         return self._lazy_forks
@@ -201,21 +247,40 @@ class FlowDatasetWriter:
             self._merged = self.fork
         return self._merged
 
-    def commit(self, message: str, metadata: Mapping[str, Any] | None = None) -> WriteResult:
-        """Commit the merged fork once (a task); return what was committed."""
+    def validate(self, checks: Sequence[Check] | None = None) -> ForkSession:
+        """The validation gate (a task): every planned chunk written, schema as the
+        dataset's, and the user ``checks`` (default: the writer's). Raises
+        :class:`~icechunk_prefect.errors.CheckFailedError`; nothing is committed."""
         plan = self._require_plan()
-        if self._merged is None:
-            self.merge()
+        merged = self._merged if self._merged is not None else self.merge()
+        self._merged = validate_task.submit(
+            merged,
+            plan,
+            expected_schema(self._ds),
+            list(self.checks if checks is None else checks),
+        ).result()
+        self._validated = True
+        assert self._merged is not None
+        return self._merged
+
+    def commit(self, message: str, metadata: Mapping[str, Any] | None = None) -> WriteResult:
+        """Validate (unless :meth:`validate` ran), then commit the merged fork once (a
+        task, idempotent: a retried step returns the commit that landed)."""
+        plan = self._require_plan()
+        merged = self._merged if self._merged is not None else self.merge()
+        if not self._validated:
+            merged = self.validate()
         meta = provenance.commit_metadata(
             plan=plan, parameters=self.parameters, extra=metadata or {}
         )
         key = idempotency_key(
             meta.get(provenance.key("flow_run_id")), self.parameters, plan.describe(), message
         )
+        faults.pause_before_commit()
         sid = commit_task.submit(
             self._source,
             self.branch,
-            self._merged,
+            merged,
             message,
             metadata=meta,
             base_snapshot=plan.base_snapshot,
@@ -231,6 +296,16 @@ class FlowDatasetWriter:
         )
         observability.report_writer_commit(self._source, result, message, self._ds)
         return result
+
+    def _cached(self, task: Any, policy: Any) -> Any:
+        """``task`` with its results persisted under ``policy`` (when resuming)."""
+        if not self.resume:
+            return task
+        return task.with_options(
+            cache_policy=policy,
+            result_storage=resolve_result_storage(self.result_storage),
+            persist_result=True,
+        )
 
     def _require_plan(self) -> WritePlan:
         if self.plan is None or self.fork is None:

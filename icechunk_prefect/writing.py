@@ -23,9 +23,11 @@ from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, Literal
 
 import dask
+import dask.config
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.errors
 from icechunk.session import ForkSession
 
 from icechunk_prefect.datasets import (
@@ -55,8 +57,11 @@ from icechunk_prefect.repository import RepositoryLike, open_repository
 
 __all__ = [
     "WriteMode",
+    "check_input",
+    "creates_repository",
     "plan_write",
     "resolve_mode",
+    "stored_dims",
     "write_eager",
     "write_lazy_graph",
     "write_metadata",
@@ -94,7 +99,8 @@ def _open_group(store: Any, group: str | None) -> zarr.Group | None:
         return None
 
 
-def _stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+def stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+    """The dimension names of a stored array (Zarr v3 names or xarray's attribute)."""
     names = getattr(arr.metadata, "dimension_names", None)
     if names:
         return tuple(str(n) for n in names)
@@ -121,7 +127,7 @@ def _validate_against_store(
         arr = group[name]
         if not isinstance(arr, zarr.Array):
             raise SchemaMismatchError(f"{name!r} exists in the store as a group, not an array.")
-        dims = _stored_dims(arr)
+        dims = stored_dims(arr)
         if dims is not None and tuple(map(str, var.dims)) != dims:
             raise SchemaMismatchError(
                 f"Variable {name!r} has dimensions {tuple(map(str, var.dims))} but the stored "
@@ -198,6 +204,61 @@ def _check_append_steps(ds: xr.Dataset, store: Any, group_path: str | None, dim:
         )
 
 
+def creates_repository(mode: WriteMode, append_dim: str | None) -> bool:
+    """Whether a write in ``mode`` may create a missing repository (not to append)."""
+    return mode in ("w", "w-") or (mode == "a" and append_dim is None)
+
+
+def check_input(
+    ds: xr.Dataset,
+    *,
+    append_dim: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    partition_dim: str | None = None,
+) -> None:
+    """Refuse input that cannot make a sensible write, before anything is touched:
+    an empty dataset, zero-length dimensions, ``encoding``/``append_dim``/``partition_dim``
+    naming what the dataset lacks, an ``append_dim`` coordinate that is duplicated or
+    not increasing."""
+    names = sorted(map(str, ds.variables))
+    if not ds.data_vars and not ds.coords:
+        raise InputValidationError(
+            "The dataset is empty (no variables): there is nothing to write. Check the "
+            "selection that produced it."
+        )
+    empty = sorted(str(d) for d, n in ds.sizes.items() if n == 0)
+    if empty:
+        raise InputValidationError(
+            f"The dataset has no positions along {empty} (sizes {dict(ds.sizes)}): there is "
+            "nothing to write. Check the selection that produced it."
+        )
+    unknown = sorted(str(k) for k in (encoding or {}) if k not in ds.variables)
+    if unknown:
+        raise InputValidationError(
+            f"encoding names variable(s) {unknown} that the dataset does not have "
+            f"(its variables: {names}). Fix the names or drop those entries."
+        )
+    for label, dim in (("append_dim", append_dim), ("partition_dim", partition_dim)):
+        if dim is not None and dim not in ds.dims:
+            raise InputValidationError(
+                f"{label} {dim!r} is not a dimension of the dataset "
+                f"(dimensions: {sorted(map(str, ds.dims))})."
+            )
+    if append_dim is not None and append_dim in ds.indexes:
+        index = ds.indexes[append_dim]
+        if index.has_duplicates:
+            dup = index[index.duplicated()][:3].tolist()
+            raise InputValidationError(
+                f"The {append_dim!r} coordinate holds duplicated values {dup}; drop them "
+                f"(ds.drop_duplicates({append_dim!r})) before appending."
+            )
+        if not index.is_monotonic_increasing:
+            raise InputValidationError(
+                f"The {append_dim!r} coordinate is not increasing (seen {index[:3].tolist()}"
+                f"...); sort it (ds.sortby({append_dim!r})) before appending."
+            )
+
+
 def write_metadata(
     repo: RepositoryLike,
     branch: str,
@@ -224,7 +285,8 @@ def write_metadata(
         ```
     """
     concrete = resolve_mode(mode, append_dim, region)
-    repository = open_repository(repo, create=concrete in ("w", "w-", "a"))
+    check_input(dataset, append_dim=append_dim, encoding=encoding)
+    repository = open_repository(repo, create=creates_repository(concrete, append_dim))
     if branch not in repository.list_branches():
         raise ConfigurationError(
             f"Branch {branch!r} does not exist (branches: {sorted(repository.list_branches())}). "
@@ -245,7 +307,7 @@ def write_metadata(
     if existing is not None and concrete != "w":
         region_dims: set[str] = set()
         if region is not None:
-            region_dims = set(dataset.dims) if isinstance(region, str) else set(region)
+            region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
         _validate_against_store(
             dataset,
             existing,

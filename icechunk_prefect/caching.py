@@ -1,0 +1,222 @@
+"""Cache keys that let a new run of a failed write skip the steps it already did (resume).
+
+A write persists two kinds of task results (pickled ``ForkSession`` objects) in a
+result storage shared by the flow process and the Dask workers:
+
+- the **metadata fork** (arrays created or resized), keyed on the repository,
+  the branch, the branch's *tip* when the step runs, a fingerprint of the whole
+  dataset (schema and data tokens), the write's parameters and the code;
+- each **partition fork**, keyed on a *scope* computed by the writer (repository,
+  branch, the metadata fork's ``snapshot_id``, i.e. the tip the run started from,
+  and the dataset's schema), the partition's target region, a fingerprint of the
+  partition's source block (``dask.base.tokenize``), the Icechunk node ids of the
+  arrays it writes, and the code.
+
+Why the node ids: a partition fork from a failed run is a fork of *that* run's
+child fork, and its chunk writes refer to arrays by node id. Arrays created by a
+re-run of the metadata step get new node ids, so a partition fork cached against
+the old arrays must not be merged: its key differs and it is recomputed. When the
+metadata fork comes from the cache too (same tip, same dataset), the node ids
+agree and the partition forks from the failed run merge correctly (verified by
+``tests/test_resume.py``).
+
+When the branch moved, the tip differs: every key differs and nothing stale is
+reused. A key that cannot be computed (no repository yet, a dataset dask cannot
+tokenize deterministically) means "do not cache", never "reuse".
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+from dask.base import tokenize
+from icechunk.session import ForkSession
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import WritableFileSystem
+from prefect.utilities.hashing import hash_objects
+
+from icechunk_prefect.planning import Partition
+from icechunk_prefect.repository import resolve_repository
+
+__all__ = [
+    "RESULT_STORAGE_ENV",
+    "MetadataCachePolicy",
+    "WriteCachePolicy",
+    "array_path",
+    "default_result_storage",
+    "node_ids",
+    "resolve_result_storage",
+    "schema_fingerprint",
+    "write_scope",
+]
+
+RESULT_STORAGE_ENV = "ICECHUNK_PREFECT_RESULT_STORAGE"
+"""Environment variable naming the folder for persisted forks (overrides the default)."""
+
+ResultStorageLike = str | os.PathLike[str] | WritableFileSystem
+
+
+def default_result_storage() -> Path:
+    """Folder for persisted forks: ``$ICECHUNK_PREFECT_RESULT_STORAGE``, else
+    ``PREFECT_LOCAL_STORAGE_PATH/icechunk-prefect``.
+
+    Every process of a run (flow and Dask workers) must see the same folder: on a
+    multi-machine cluster pass a shared ``result_storage`` (e.g. an S3 bucket block).
+    """
+    env = os.environ.get(RESULT_STORAGE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    return Path(PREFECT_LOCAL_STORAGE_PATH.value()).expanduser() / "icechunk-prefect"
+
+
+def resolve_result_storage(storage: ResultStorageLike | None) -> WritableFileSystem | Path:
+    """What Prefect's ``result_storage`` takes for ``storage``: a folder (a ``str`` or
+    path is always a local folder; default: :func:`default_result_storage`), or a
+    saved filesystem block (e.g. an S3 bucket) as it is."""
+    if isinstance(storage, WritableFileSystem):
+        return storage
+    path = default_result_storage() if storage is None else Path(os.fspath(storage))
+    return path.expanduser().absolute()
+
+
+def array_path(group: str | None, name: str) -> str:
+    """The Icechunk path of array ``name`` in ``group`` (``/g/sub/name``)."""
+    parts = [p for p in (group or "").strip("/").split("/") if p]
+    return "/" + "/".join([*parts, name])
+
+
+def node_ids(fork: ForkSession, group: str | None, names: Iterable[str]) -> dict[str, str]:
+    """Icechunk node ids of the arrays ``names`` as the fork sees them."""
+    return {n: fork.get_node_id(array_path(group, n)) for n in sorted(names)}
+
+
+def schema_fingerprint(ds: xr.Dataset) -> str:
+    """A token of what the dataset's arrays look like (no data values)."""
+    desc = {
+        str(n): (
+            tuple(map(str, v.dims)),
+            str(v.dtype),
+            tuple(v.shape),
+            sorted((str(k), repr(x)) for k, x in v.attrs.items()),
+            sorted((str(k), repr(x)) for k, x in v.encoding.items() if k != "source"),
+        )
+        for n, v in ds.variables.items()
+    }
+    return tokenize(desc, sorted((str(k), repr(x)) for k, x in ds.attrs.items()))
+
+
+def write_scope(repo_description: str, branch: str, base_snapshot: str, ds: xr.Dataset) -> str:
+    """The part of every partition key shared by one write: where, from which tip, what."""
+    return tokenize("icechunk-prefect-scope", repo_description, branch, base_snapshot,
+                    schema_fingerprint(ds))  # fmt: skip
+
+
+@cache
+def _code_token(*funcs: Callable[..., Any]) -> str:
+    from importlib.metadata import version
+
+    sources = []
+    for f in funcs:
+        try:
+            sources.append(inspect.getsource(f))
+        except (OSError, TypeError):  # pragma: no cover - no source available
+            sources.append(f.__qualname__)
+    return tokenize(sources, version("icechunk"), version("zarr"), version("xarray"))
+
+
+def _task_source(task_ctx: TaskRunContext, inputs: Mapping[str, Any], flow_parameters: Any) -> str:
+    return TASK_SOURCE.compute_key(task_ctx, dict(inputs), flow_parameters) or ""
+
+
+@dataclass
+class MetadataCachePolicy(CachePolicy):
+    """Cache key for the metadata step: repository, branch, its tip now, dataset, arguments.
+
+    The tip is read from the repository when the key is computed (on the worker
+    that runs the step); without a repository or branch there is no key (no caching).
+    """
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        from icechunk_prefect import writing
+
+        try:
+            source = resolve_repository(inputs["repo"])
+            repository = source.open_repository()
+            tip = repository.lookup_branch(inputs["branch"])
+        except Exception:
+            return None  # nothing to resume from
+        ds = inputs["dataset"]
+        args = {k: repr(inputs.get(k)) for k in ("group", "mode", "append_dim", "region")}
+        return hash_objects(
+            "metadata",
+            source.describe(),
+            inputs["branch"],
+            tip,
+            tokenize(ds),
+            schema_fingerprint(ds),
+            args,
+            tokenize(inputs.get("encoding")),
+            _task_source(task_ctx, inputs, flow_parameters),
+            _code_token(writing.write_metadata),
+            raise_on_failure=True,
+        )
+
+
+@dataclass
+class WriteCachePolicy(CachePolicy):
+    """Cache key for a lazy write (one partition, or the whole graph).
+
+    Needs the ``cache_scope`` input (see :func:`write_scope`); without it there is no
+    key. The key also holds the partition's region, the source block's dask token
+    and the node ids of the arrays written, so a fork is reused only into the same
+    arrays of the same tip with the same data.
+    """
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        from icechunk_prefect import writing
+
+        scope = inputs.get("cache_scope")
+        if not scope:
+            return None
+        ds: xr.Dataset = inputs["dataset"]
+        fork: ForkSession = inputs["fork"]
+        partition: Partition | None = inputs.get("partition")
+        plan = inputs.get("plan")
+        group = inputs.get("group") if partition is not None else getattr(plan, "group", None)
+        names = partition.variables if partition is not None else tuple(map(str, ds.variables))
+        where = partition.key if partition is not None else repr(getattr(plan, "region", None))
+        extra = {k: repr(inputs.get(k)) for k in ("split_every", "safe_chunks", "align_chunks")}
+        return hash_objects(
+            "write",
+            scope,
+            where,
+            group,
+            tokenize(ds),
+            node_ids(fork, group, names),
+            extra,
+            _task_source(task_ctx, inputs, flow_parameters),
+            _code_token(writing.write_partition, writing.write_lazy_graph),
+            raise_on_failure=True,
+        )
