@@ -68,8 +68,12 @@ def test_worker_sigkilled_while_writing_partition(runner, repo_path, tmp_path, d
     assert len(history(repo_path)) == 2
 
 
-def test_commit_lands_then_step_fails_is_retried_once(runner, repo_path, tmp_path, dask_cluster):
+def test_commit_lands_then_step_fails_is_retried_once(
+    runner, repo_path, tmp_path, dask_cluster, monkeypatch
+):
     marker = tmp_path / "commit-landed"
+    # the commit step runs in the flow process (this one); set the hook on the workers too
+    monkeypatch.setenv(FAIL_AFTER_COMMIT, str(marker))
     with Client(dask_cluster.scheduler_address) as client:
         client.run(set_env, FAIL_AFTER_COMMIT, str(marker))
         try:
