@@ -7,7 +7,9 @@ Public API:
 - steps inside your own flows: :class:`FlowDatasetWriter` and the tasks in
   :mod:`icechunk_prefect.tasks`
 - where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
-- where data lives: :class:`LocalRepository`, :func:`open_repository`
+- where data lives: :class:`LocalRepository`, :class:`IcechunkRepository` (a Prefect
+  Block: local, S3, GCS, Azure, credentials resolved on the workers),
+  :func:`open_repository`
 - errors: :class:`IcechunkPrefectError` and its subclasses
 """
 
@@ -20,6 +22,7 @@ if "ICECHUNK_LOG" not in _os.environ:
     # icechunk_prefect.repository.commit_lock; keep other warnings.
     _icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
 
+from icechunk_prefect.blocks import IcechunkRepository
 from icechunk_prefect.errors import (
     CheckFailedError,
     ChunkAlignmentError,
@@ -67,6 +70,7 @@ __all__ = [
     "FlowDatasetWriter",
     "IcechunkDaskTaskRunner",
     "IcechunkPrefectError",
+    "IcechunkRepository",
     "InputValidationError",
     "LocalRepository",
     "NothingToCommitError",

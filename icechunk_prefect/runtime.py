@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner
 from pydantic import BaseModel, Field
 
 __all__ = [
