@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -17,8 +14,10 @@ from prefect.blocks.system import Secret
 
 from icechunk_prefect import (
     CommitConflictError,
-    IcechunkDaskTaskRunner,
+    FlowDatasetWriter,
     IcechunkRepository,
+    finish_write,
+    prepare_write,
     store_dask,
     to_icechunk,
 )
@@ -67,87 +66,59 @@ def test_partitioned_flow_and_store_dask_on_s3(runner, s3_server, s3_prefix):
     np.testing.assert_array_equal(group["extra"][:], src.compute())
 
 
-def _meet(block: np.ndarray, marker_dir: str, me: str, other: str) -> np.ndarray:
-    """Signal that ``me`` is writing, then wait until ``other`` is writing too."""
-    Path(marker_dir, me).touch()
-    for _ in range(3000):  # a safety net against a hang, not a timing assertion
-        if Path(marker_dir, other).exists():
-            break
-        time.sleep(0.1)
-    return block
-
-
-def _patch(ds: xr.Dataset, start: int, seed: int, marker_dir: str, me: str, other: str):
+def _patch(start: int, seed: int) -> xr.Dataset:
     patch = small_dataset(periods=10, start=f"2024-01-{start + 1:02d}", seed=seed)
-    patch = patch.drop_vars(["x", "label"])
-    arr = patch["a"].data
-    met = arr.map_blocks(_meet, marker_dir, me, other, dtype=arr.dtype)
-    out = patch.copy()
-    out["a"] = (patch["a"].dims, met, patch["a"].attrs)
-    out["a"].encoding = patch["a"].encoding
-    return out, patch
+    return patch.drop_vars(["x", "label"])
 
 
-def _two_writers(address: str, prefix: str, jobs: list[tuple[xr.Dataset, dict]]) -> list[Any]:
-    def one(job: tuple[xr.Dataset, dict]) -> Any:
-        obj, region = job
-        run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
-        return run(obj, f"icechunk-repository/{prefix}", region=region, return_state=True)
+def _interleaved(runner: Any, repo: str, jobs: list[tuple[xr.Dataset, dict]]) -> list[Any]:
+    """Concurrent writers, interleaved deterministically: every run reads the branch tip
+    (metadata step) before any of them commits, then they commit one after the other."""
+    prepare = prepare_write.with_options(task_runner=runner)
+    finish = finish_write.with_options(task_runner=runner)
+    writers = [
+        prepare(FlowDatasetWriter(obj, repo, region=region, partition_size=10))
+        for obj, region in jobs
+    ]
+    return [finish(w, f"writer {i}", return_state=True) for i, w in enumerate(writers)]
 
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(one, jobs))
 
-
-def test_concurrent_writers_on_s3(dask_cluster, s3_server, s3_prefix, tmp_path):
-    """Two flow runs write at the same time (both read the same tip before either commits)."""
+def test_concurrent_writers_on_s3(runner, s3_server, s3_prefix):
+    """Two writers build on the same tip: disjoint regions both land, one region conflicts."""
     name = f"conc-{uuid.uuid4().hex[:8]}"
     IcechunkRepository(
         **s3_server.block_fields(s3_prefix),
         access_key_id=s3_server.access_key_id,
         secret_access_key=s3_server.secret_access_key,
     ).save(name)
+    ref = f"icechunk-repository/{name}"
     base = small_dataset(periods=40)
     repo = icechunk.Repository.create(s3_server.storage(s3_prefix))
     session = repo.writable_session("main")
     base.to_zarr(session.store, mode="w", consolidated=False)
     initial = session.commit("initial")
-    address = dask_cluster.scheduler_address
 
     # Disjoint regions: both commit (the second rebases onto the first).
-    marks = tmp_path / "disjoint"
-    marks.mkdir()
-    a_obj, a = _patch(base, 0, seed=1, marker_dir=str(marks), me="A", other="B")
-    b_obj, b = _patch(base, 10, seed=2, marker_dir=str(marks), me="B", other="A")
-    states = _two_writers(
-        address,
-        name,
-        [(a_obj, {"time": slice(0, 10)}), (b_obj, {"time": slice(10, 20)})],
-    )
+    a, b = _patch(0, seed=1), _patch(10, seed=2)
+    states = _interleaved(runner, ref, [(a, {"time": slice(0, 10)}), (b, {"time": slice(10, 20)})])
     assert all(s.is_completed() for s in states), states
     commits = list(icechunk.Repository.open(s3_server.storage(s3_prefix)).ancestry(branch="main"))
     assert len(commits) == 4  # root, initial, A, B
     bases = {c.metadata.get("icechunk_prefect.base_snapshot") for c in commits[:2]}
-    assert bases == {initial}  # both runs started from the same tip: they overlapped
+    assert bases == {initial}  # both runs started from the same tip
     back = _read(s3_server, s3_prefix)
     np.testing.assert_array_equal(back.a[0:10].values, a.a.values)
     np.testing.assert_array_equal(back.a[10:20].values, b.a.values)
     np.testing.assert_array_equal(back.a[20:].values, base.a[20:].values)
 
-    # The same region: exactly one commits; the other fails with a conflict, nothing of it lands.
-    marks = tmp_path / "same"
-    marks.mkdir()
-    c_obj, c = _patch(base, 20, seed=3, marker_dir=str(marks), me="C", other="D")
-    d_obj, d = _patch(base, 20, seed=4, marker_dir=str(marks), me="D", other="C")
+    # The same region: the first commits; the second fails with a conflict, nothing of it lands.
+    c, d = _patch(20, seed=3), _patch(20, seed=4)
     region = {"time": slice(20, 30)}
-    states = _two_writers(address, name, [(c_obj, region), (d_obj, region)])
-    done = [s.is_completed() for s in states]
-    assert sorted(done) == [False, True], states
-    failed = states[done.index(False)]
-    assert isinstance(failed.result(raise_on_failure=False), CommitConflictError)
-    winner = (c, d)[done.index(True)]
+    states = _interleaved(runner, ref, [(c, region), (d, region)])
+    assert states[0].is_completed()
+    assert states[1].is_failed()
+    assert isinstance(states[1].result(raise_on_failure=False), CommitConflictError)
     back = _read(s3_server, s3_prefix)
-    np.testing.assert_array_equal(back.a[20:30].values, winner.a.values)
-    assert (
-        len(list(icechunk.Repository.open(s3_server.storage(s3_prefix)).ancestry(branch="main")))
-        == 4
-    )
+    np.testing.assert_array_equal(back.a[20:30].values, c.a.values)
+    repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
+    assert len(list(repo.ancestry(branch="main"))) == 5
