@@ -10,7 +10,9 @@ Public API:
 - operations: :func:`create_dataset`, :func:`append_dataset` (scheduled),
   :func:`backfill_dataset` (UI-triggered), :func:`maintain_repository`, fed by sources
   (:class:`SyntheticSource`, :class:`NetCDFFolderSource`, :class:`ImportedSource`)
-- where data lives: :class:`LocalRepository`, :func:`open_repository`
+- where data lives: :class:`LocalRepository`, :class:`IcechunkRepository` (a Prefect
+  Block: local, S3, GCS, Azure, credentials resolved on the workers),
+  :func:`open_repository`
 - what a write shows: :mod:`icechunk_prefect.observability` (progress and commit
   artifacts, the :data:`COMMIT_EVENT` event, :func:`commit_history`)
 - errors: :class:`IcechunkPrefectError` and its subclasses
@@ -25,6 +27,7 @@ if "ICECHUNK_LOG" not in _os.environ:
     # icechunk_prefect.repository.commit_lock; keep other warnings.
     _icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
 
+from icechunk_prefect.blocks import IcechunkRepository
 from icechunk_prefect.checks import CheckContext, run_checks
 from icechunk_prefect.errors import (
     CheckFailedError,
@@ -103,6 +106,7 @@ __all__ = [
     "GapError",
     "IcechunkDaskTaskRunner",
     "IcechunkPrefectError",
+    "IcechunkRepository",
     "ImportedSource",
     "InputValidationError",
     "LocalRepository",

@@ -22,10 +22,12 @@ import icechunk
 from icechunk_prefect.errors import ConfigurationError
 
 __all__ = [
+    "BLOCK_REFERENCE_PREFIX",
     "LocalRepository",
     "RepositoryLike",
     "RepositorySource",
     "commit_lock",
+    "load_repository_block",
     "open_repository",
     "resolve_repository",
 ]
@@ -104,15 +106,35 @@ class LocalRepository:
 RepositoryLike = str | os.PathLike[str] | RepositorySource
 
 
+BLOCK_REFERENCE_PREFIX = "icechunk-repository/"
+
+
 def resolve_repository(repo: RepositoryLike | icechunk.Repository) -> RepositorySource:
     """Turn what a user passed into a :class:`RepositorySource`.
 
-    A path becomes a :class:`LocalRepository`. A live ``icechunk.Repository`` is
-    accepted only for local filesystem storage (its path is read back): anything
-    else would carry storage credentials inside every pickled task result.
+    A path becomes a :class:`LocalRepository`. A string
+    ``"icechunk-repository/<name>"`` (that is not an existing local folder) loads
+    the saved :class:`~icechunk_prefect.blocks.IcechunkRepository` block of that
+    name from the Prefect API. Any ``RepositorySource`` (such as an
+    ``IcechunkRepository`` block) is used as it is. A live ``icechunk.Repository``
+    is accepted only for local filesystem storage (its path is read back):
+    anything else would carry storage credentials inside every pickled task result.
+
+    Example:
+        ```python
+        from icechunk_prefect import resolve_repository
+
+        print(resolve_repository("/tmp/doc-resolve").describe())  # file:///tmp/doc-resolve
+        ```
     """
     if isinstance(repo, RepositorySource):
         return repo
+    if (
+        isinstance(repo, str)
+        and repo.startswith(BLOCK_REFERENCE_PREFIX)
+        and not Path(repo).exists()
+    ):
+        return load_repository_block(repo.removeprefix(BLOCK_REFERENCE_PREFIX))
     if isinstance(repo, str | os.PathLike):
         return LocalRepository(os.fspath(repo))
     if isinstance(repo, icechunk.Repository):
@@ -135,6 +157,20 @@ def resolve_repository(repo: RepositoryLike | icechunk.Repository) -> Repository
         f"Expected a repository path, a RepositorySource or an IcechunkRepository block; "
         f"got {type(repo).__name__}."
     )
+
+
+def load_repository_block(name: str) -> RepositorySource:
+    """Load the saved ``IcechunkRepository`` block ``name`` from the Prefect API."""
+    from icechunk_prefect.blocks import IcechunkRepository
+
+    try:
+        return IcechunkRepository.load(name, _sync=True)  # type: ignore[call-arg]
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"No saved IcechunkRepository block named {name!r} on the Prefect API ({exc}). "
+            "Save one first (IcechunkRepository(...).save(name)), or check the name with "
+            "`prefect block ls`."
+        ) from exc
 
 
 def open_repository(repo: RepositoryLike, *, create: bool = False) -> icechunk.Repository:

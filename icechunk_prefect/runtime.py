@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner
 from pydantic import BaseModel, Field
 
 _STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -59,6 +59,16 @@ def ensure_shared_api(startup_timeout: int = 180) -> str:
     return url
 
 
+def _inside_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 class IcechunkDaskTaskRunner(DaskTaskRunner):
     """prefect-dask's ``DaskTaskRunner`` whose workers report to the flow's own Prefect API.
 
@@ -95,7 +105,11 @@ class IcechunkDaskTaskRunner(DaskTaskRunner):
         self._api_url: str | None = None
 
     def __enter__(self) -> IcechunkDaskTaskRunner:
-        self._api_url = ensure_shared_api()
+        # Prefect also enters a copy of the flow's task runner on the Dask worker for
+        # every task (to hydrate the flow run context). There, the API is the one the
+        # serialized settings name: never start a server or touch the environment.
+        if not _inside_dask_worker():
+            self._api_url = ensure_shared_api()
         super().__enter__()
         return self
 

@@ -1,0 +1,174 @@
+"""Issue 4: the IcechunkRepository block (save, load, register, standard suite, flows, pickling)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import cloudpickle
+import icechunk
+import pytest
+from prefect.blocks.system import Secret
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+
+import icechunk_prefect
+from icechunk_prefect import (
+    ConfigurationError,
+    IcechunkRepository,
+    RepositorySource,
+    resolve_repository,
+    to_icechunk,
+)
+from icechunk_prefect.credentials import S3CredentialsFetcher, SecretRef
+from tests.helpers import history, read_back, small_dataset
+
+
+def _name(prefix: str = "repo") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class TestStandardSuite(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[IcechunkRepository]:
+        return IcechunkRepository
+
+
+def test_block_is_a_repository_source_and_exported():
+    block = IcechunkRepository(path="/tmp/x")
+    assert isinstance(block, RepositorySource)
+    assert icechunk_prefect.IcechunkRepository is IcechunkRepository
+    assert "IcechunkRepository" in icechunk_prefect.__all__
+    assert IcechunkRepository.get_block_type_slug() == "icechunk-repository"
+
+
+def test_prefect_block_register_cli(prefect_api):
+    exe = Path(sys.executable).parent / "prefect"
+    out = subprocess.run(
+        [str(exe), "block", "register", "-m", "icechunk_prefect"],
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Icechunk Repository" in out.stdout
+
+
+def test_local_block_saved_loaded_and_used_by_flows(runner, tmp_path):
+    path = str(tmp_path / "repo")
+    name = _name()
+    IcechunkRepository(path=path, inline_chunk_threshold_bytes=0).save(name)
+    loaded = IcechunkRepository.load(name)
+    assert loaded.path == path
+    assert loaded.describe() == f"file://{path}"
+    assert loaded.local_lock_path() == f"{path}/.icechunk-prefect.commit.lock"
+
+    run = to_icechunk.with_options(task_runner=runner)
+    first = small_dataset(periods=20)
+    run(first, loaded, mode="w", partition_size=10)  # the block object
+    more = small_dataset(periods=20, start="2024-01-21", seed=1)
+    run(more, f"icechunk-repository/{name}", append_dim="time", partition_size=10)  # by name
+    back = read_back(path)
+    assert back.sizes["time"] == 40
+    assert back.a.values.tolist() == small_dataset(periods=40).a.values.tolist()[:20] + (
+        more.a.values.tolist()
+    )
+    assert len(history(path)) == 3
+    # The block's write option reached the repository: no chunk was inlined.
+    repo = loaded.open_repository()
+    assert repo.config.inline_chunk_threshold_bytes == 0
+    resolved = resolve_repository("icechunk-repository/" + name)
+    assert isinstance(resolved, IcechunkRepository)
+    assert resolved._block_document_name == name
+
+
+def test_reference_to_missing_block_says_so():
+    with pytest.raises(ConfigurationError, match="No saved IcechunkRepository block named"):
+        resolve_repository("icechunk-repository/" + _name("missing"))
+
+
+def test_local_block_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ConfigurationError, match="needs a path"):
+        IcechunkRepository().open_repository()
+    with pytest.raises(ConfigurationError, match="the path does not exist"):
+        IcechunkRepository(path=str(tmp_path / "nothing")).open_repository()
+    with pytest.raises(ConfigurationError, match="needs a bucket"):
+        IcechunkRepository(storage_type="s3").storage()
+    with pytest.raises(ConfigurationError, match="several credential modes"):
+        IcechunkRepository(
+            storage_type="s3", bucket="b", from_env=True, access_key_id_secret="k"
+        ).storage()
+    with pytest.raises(ConfigurationError, match="from_env=True"):
+        IcechunkRepository(storage_type="azure", account="acc", bucket="c").storage()
+    repo = IcechunkRepository(path=str(tmp_path / "new")).open_repository(create=True)
+    assert isinstance(repo, icechunk.Repository)
+
+
+def test_unsaved_block_with_secrets_refuses_to_travel():
+    block = IcechunkRepository(
+        storage_type="s3",
+        bucket="bucket",
+        prefix="p",
+        region="us-east-1",
+        access_key_id="AKIAUNSAVED",
+        secret_access_key="unsaved-secret-value",
+    )
+    with pytest.raises(ConfigurationError, match="not saved"):
+        cloudpickle.dumps(block)
+    with pytest.raises(ConfigurationError, match=r"Save it first"):
+        block.storage()
+    assert "unsaved-secret-value" not in repr(block)
+
+
+def test_saved_block_pickles_without_secret_values(s3_server, s3_prefix):
+    name = _name("s3")
+    block = IcechunkRepository(
+        **s3_server.block_fields(s3_prefix),
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    block.save(name)
+    blob = cloudpickle.dumps(block)
+    assert s3_server.secret_access_key.encode() not in blob
+    assert s3_server.access_key_id.encode() not in blob
+    assert name.encode() in blob  # what travels is the name
+
+    shipped = pickle.loads(blob)
+    assert shipped.secret_access_key is None
+    # The unpickled block reads the keys back from the Prefect API and can write.
+    repo = shipped.open_repository(create=True)
+    session = repo.writable_session("main")
+    import zarr
+
+    zarr.create_array(session.store, name="a", shape=(4,), chunks=(2,), dtype="i4")[:] = 7
+    fork_blob = pickle.dumps(session.fork())
+    assert s3_server.secret_access_key.encode() not in fork_blob
+    session.commit("via unpickled block")
+    check = icechunk.Repository.open(s3_server.storage(s3_prefix))
+    assert zarr.open_array(check.readonly_session("main").store, path="a")[:].tolist() == [7] * 4
+    # A repository opened from the original (secret-holding) block carries no value either.
+    assert s3_server.secret_access_key.encode() not in pickle.dumps(block.open_repository())
+
+
+def test_secret_block_references(s3_server, s3_prefix):
+    key_name, secret_name = _name("key"), _name("secret")
+    Secret(value=s3_server.access_key_id).save(key_name)
+    Secret(value=s3_server.secret_access_key).save(secret_name)
+    block = IcechunkRepository(
+        **s3_server.block_fields(s3_prefix),
+        access_key_id_secret=key_name,
+        secret_access_key_secret=secret_name,
+    )
+    repo = block.open_repository(create=True)  # unsaved block: it holds names only
+    assert s3_server.secret_access_key.encode() not in pickle.dumps(repo)
+    assert list(repo.list_branches()) == ["main"]
+    assert s3_server.secret_access_key.encode() not in cloudpickle.dumps(block)
+
+    wrong = S3CredentialsFetcher(SecretRef(f"secret/{key_name}"), SecretRef("secret/" + _name()))
+    with pytest.raises(ConfigurationError, match="Could not load the Prefect block"):
+        wrong()

@@ -1,0 +1,136 @@
+"""Issue 4: the flows on an existing Dask cluster started by hand, as a separate cluster would be.
+
+The scheduler and two workers are separate processes whose environment holds no
+Prefect setting and no storage credential: the flow's API URL reaches them only
+through the task runner (the serialized settings context), and the S3 keys only
+through the Prefect API (the saved IcechunkRepository block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import icechunk
+import pytest
+import xarray as xr
+
+from icechunk_prefect import DaskClusterConfig, IcechunkRepository, to_icechunk
+from tests.helpers import small_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def hand_made_cluster(tmp_path: Path) -> Iterator[str]:
+    """``dask scheduler`` + two ``dask worker`` processes on loopback; yields the address."""
+    from distributed import Client
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "worker-prefect-home")  # no profile, no API URL
+    env["PYTHONPATH"] = str(ROOT)
+    scheduler_file = tmp_path / "scheduler.json"
+    logs = (tmp_path / "cluster.log").open("wb")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                 "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                env=env, cwd=ROOT, stdout=logs, stderr=logs,
+            )
+        )  # fmt: skip
+        for _ in range(1200):
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            if procs[0].poll() is not None:
+                raise RuntimeError("dask scheduler exited; see cluster.log")
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "distributed.cli.dask_worker", address,
+                     "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                     "--host", "127.0.0.1", "--name", f"hand-{i}"],
+                    env=env, cwd=ROOT, stdout=logs, stderr=logs,
+                )
+            )  # fmt: skip
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=300)
+        yield address
+    finally:
+        _stop(procs)
+        logs.close()
+
+
+def _worker_state() -> tuple[str | None, str | None, int]:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    servers = sum(s.running for s in SubprocessASGIServer._instances.values())
+    return os.environ.get("PREFECT_API_URL"), os.environ.get("AWS_SECRET_ACCESS_KEY"), servers
+
+
+def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_server, s3_prefix):
+    from distributed import Client
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    name = f"ext-{uuid.uuid4().hex[:8]}"
+    IcechunkRepository(
+        **s3_server.block_fields(s3_prefix),
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    ).save(name)
+    ds = small_dataset()
+    runner = DaskClusterConfig(address=hand_made_cluster).task_runner()
+    state = to_icechunk.with_options(task_runner=runner)(
+        ds, f"icechunk-repository/{name}", mode="w", partition_size=10, return_state=True
+    )
+    assert state.is_completed()
+
+    repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
+    back = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    assert back.identical(ds.compute())
+
+    async def task_runs() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                ),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+                limit=200,
+            )
+            return sorted(r.name for r in runs if r.state and r.state.is_completed())
+
+    names = asyncio.run(task_runs())
+    assert "write metadata main" in names
+    assert "commit main" in names
+    assert sum(n.startswith("write time[") for n in names) == 4
+
+    with Client(hand_made_cluster) as client:
+        seen = client.run(_worker_state)
+    # The workers had neither the API URL nor keys in their environment, started no
+    # Prefect server of their own (the task runs above were reported by them).
+    assert set(seen.values()) == {(None, None, 0)}
