@@ -5,11 +5,13 @@ Nothing here touches a repository.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 from dask.base import is_dask_collection
 
@@ -84,7 +86,8 @@ def _wrap_lazily(var: xr.Variable) -> xr.Variable:
         encoding.setdefault("units", units)
         encoding.setdefault("calendar", calendar)
         encoding.setdefault("dtype", np.asarray(num).dtype)
-    return xr.Variable(var.dims, da.from_array(values, chunks=-1), var.attrs, encoding)
+    whole: Any = -1  # one dask chunk (dask's stubs type `chunks` too narrowly)
+    return xr.Variable(var.dims, da.from_array(values, chunks=whole), var.attrs, encoding)
 
 
 def lazy_template(ds: xr.Dataset) -> xr.Dataset:
@@ -116,13 +119,10 @@ def label_range(ds: xr.Dataset, dim: str, start: int, stop: int) -> str:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, np.datetime64 | np.generic) and np.issubdtype(
-        np.asarray(value).dtype, np.datetime64
-    ):
-        value = np.datetime_as_string(value, unit="s")
-    text = str(value)
-    if hasattr(value, "isoformat"):
-        text = value.isoformat()
+    if isinstance(value, np.datetime64 | datetime.datetime | datetime.date):
+        text = pd.Timestamp(value).isoformat()
+    else:
+        text = str(value)
     return text.removesuffix("T00:00:00").removesuffix(" 00:00:00")
 
 

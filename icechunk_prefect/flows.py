@@ -38,13 +38,22 @@ __all__ = ["finish_write", "prepare_write", "store_dask", "to_icechunk"]
 register_parameter_encoders()
 
 
+def _default_runner() -> Any:
+    """The flows' default task runner: a local cluster of worker processes.
+
+    (Typed ``Any``: prefect's ``@flow`` stub wants ``TaskRunner[PrefectFuture]``,
+    which ``DaskTaskRunner``'s ``TaskRunner[PrefectDaskFuture]`` is not, by variance.)
+    """
+    return IcechunkDaskTaskRunner()
+
+
 def _parameters(**kwargs: Any) -> dict[str, Any]:
     return {k: provenance.jsonable(v) for k, v in kwargs.items()}
 
 
 @flow(
     name="icechunk-to-icechunk",
-    task_runner=IcechunkDaskTaskRunner(),
+    task_runner=_default_runner(),
     validate_parameters=False,
     log_prints=True,
 )
@@ -139,7 +148,7 @@ def _run(writer: FlowDatasetWriter, message: str, extra: Mapping[str, Any] | Non
 
 @flow(
     name="icechunk-prepare-write",
-    task_runner=IcechunkDaskTaskRunner(),
+    task_runner=_default_runner(),
     validate_parameters=False,
 )
 def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
@@ -166,7 +175,7 @@ def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
 
 @flow(
     name="icechunk-finish-write",
-    task_runner=IcechunkDaskTaskRunner(),
+    task_runner=_default_runner(),
     validate_parameters=False,
 )
 def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-prefect") -> str:
@@ -194,7 +203,7 @@ def _store_block_task(
     regions: Sequence[tuple[slice, ...]],
     label: str,
 ) -> ForkSession:
-    import dask
+    import dask.config
 
     with dask.config.set(scheduler="threads"):
         for src, path, reg in zip(sources, targets, regions, strict=True):
@@ -216,8 +225,9 @@ def _store_graph_task(
 
     with worker_client():
         arrays = [zarr.open_array(fork.store, path=p, mode="r+") for p in targets]
+        srcs: Any = list(sources)
         merged = ic_store_dask(
-            sources=list(sources), targets=arrays, regions=list(regions), split_every=split_every
+            sources=srcs, targets=arrays, regions=list(regions), split_every=split_every
         )
     fork.merge(merged)
     return fork
@@ -258,7 +268,7 @@ def _full_regions(
 
 @flow(
     name="icechunk-store-dask",
-    task_runner=IcechunkDaskTaskRunner(),
+    task_runner=_default_runner(),
     validate_parameters=False,
 )
 def store_dask(

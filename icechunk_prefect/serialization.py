@@ -25,7 +25,8 @@ def describe_object(obj: Any) -> str:
         dims = ", ".join(f"{d}: {n}" for d, n in obj.sizes.items())
         return f"<xarray.DataArray {obj.name!r} ({dims}) {obj.dtype}>"
     if isinstance(obj, da.Array):
-        return f"<dask.array shape={obj.shape} dtype={obj.dtype} chunksize={obj.chunksize}>"
+        chunksize = getattr(obj, "chunksize", None)
+        return f"<dask.array shape={obj.shape} dtype={obj.dtype} chunksize={chunksize}>"
     return f"<{type(obj).__name__}>"
 
 

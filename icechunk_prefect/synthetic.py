@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -73,9 +74,12 @@ def synthetic_climate(
     time = pd.date_range(start, periods=periods, freq=freq)
     lat = np.linspace(-89.5, 89.5, nlat)
     lon = np.linspace(0.0, 360.0, nlon, endpoint=False)
-    t = da.from_array(_days(time.values), chunks=time_chunk)[:, None, None]
-    la = da.from_array(lat, chunks=-1)[None, :, None]
-    lo = da.from_array(lon, chunks=-1)[None, None, :]
+    # dask's stubs type `chunks` too narrowly: pass through Any
+    tchunks: Any = time_chunk
+    whole: Any = -1
+    t = da.from_array(_days(time.values), chunks=tchunks)[:, None, None]
+    la = da.from_array(lat, chunks=whole)[None, :, None]
+    lo = da.from_array(lon, chunks=whole)[None, None, :]
     data_vars = {}
     for name in variables:
         arr = _formula_lazy(name, t, la, lo)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xarray as xr
@@ -132,6 +132,7 @@ class FlowDatasetWriter:
     _lazy_forks: list[PrefectFuture[ForkSession]] = field(default_factory=list, init=False)
     _merged: ForkSession | None = field(default=None, init=False, repr=False)
     _validated: bool = field(default=False, init=False, repr=False)
+    _lazy_written: bool = field(default=False, init=False, repr=False)
     _started: float = field(default_factory=time.monotonic, init=False)
 
     def __post_init__(self) -> None:
@@ -203,6 +204,7 @@ class FlowDatasetWriter:
         if not plan.lazy:
             return []
         child = self.fork.fork()  # once: every partition writes into a copy of it
+        self._lazy_written = True
         scope = (
             write_scope(self._source.describe(), self.branch, plan.base_snapshot, self._ds)
             if self.resume
@@ -252,12 +254,18 @@ class FlowDatasetWriter:
     def validate(self, checks: Sequence[Check] | None = None) -> ForkSession:
         """The validation gate (a task): every planned chunk written, schema as the
         dataset's, and the user ``checks`` (default: the writer's). Raises
-        :class:`~icechunk_prefect.errors.CheckFailedError`; nothing is committed."""
+        :class:`~icechunk_prefect.errors.CheckFailedError`; nothing is committed.
+
+        Chunk coverage of the lazy variables is checked for partitioned writes (whose
+        partitions record every chunk, empty ones included); it is left out when the
+        lazy step was skipped on purpose (metadata-only writes) or ran as one
+        whole-graph task (Zarr skips chunks that hold only the fill value there)."""
         plan = self._require_plan()
         merged = self._merged if self._merged is not None else self.merge()
+        covered = plan if self._lazy_written and self.partitioned else replace(plan, lazy=())
         self._merged = validate_task(
             merged,
-            plan,
+            covered,
             expected_schema(self._ds),
             list(self.checks if checks is None else checks),
         )

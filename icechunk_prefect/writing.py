@@ -479,8 +479,13 @@ def write_partition(
 
     The block is computed on local threads and written into the region the
     partition names; writing it again (a retry) rewrites the same chunks.
+
+    Chunks holding only the fill value are written too (Zarr would skip them):
+    compressed, they are a few bytes that Icechunk inlines in the manifest (no
+    object is stored), and every chunk of the partition is then accounted for, so
+    the validation gate can tell an empty chunk from a lost write.
     """
-    with _local_threads():
+    with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
         for name in partition.variables:
             sub = subset_variables(dataset, [name]).compute()
             sub.to_zarr(

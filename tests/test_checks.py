@@ -84,3 +84,19 @@ def test_schema_and_coverage_checks_without_prefect(tmp_path):
     assert "schema: 't' holds float64 in the store, expected float32" in text
     assert "returned False" in text
     assert "3 problem(s)" in text
+
+
+def test_chunks_holding_only_fill_values_pass_the_gate(runner, repo_path):
+    """A partition whose data is all NaN in some chunks (e.g. a masked region) is not a
+    lost write: those chunks are recorded (inlined, no object stored) and the run commits."""
+    from tests.helpers import open_repo
+
+    ds = small_dataset()
+    ds["a"] = ds["a"].where(ds["time"] >= ds["time"][10])  # first chunk all NaN
+    ds["a"].encoding["chunks"] = (10, 6)
+    run = to_icechunk.with_options(task_runner=runner)
+    run(ds, repo_path, mode="w", partition_size=10)
+    assert read_back(repo_path).identical(ds.compute())
+    session = open_repo(repo_path).readonly_session("main")
+    assert str(session.chunk_type("/a", [0, 0])).endswith("inline")
+    assert len(history(repo_path)) == 2

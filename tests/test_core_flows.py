@@ -113,7 +113,13 @@ def test_store_dask_aligned_and_misaligned(runner, repo_path):
     np.testing.assert_array_equal(group["a"][:], src_a.compute())
     np.testing.assert_array_equal(group["b"][:], np.arange(40))
 
-    run([da.ones((20, 6), chunks=(20, 6))], ["a"], repo_path, regions=[(slice(20, 40), slice(0, 6))], partitioned=False)
+    run(
+        [da.ones((20, 6), chunks=(20, 6))],
+        ["a"],
+        repo_path,
+        regions=[(slice(20, 40), slice(0, 6))],
+        partitioned=False,
+    )
     np.testing.assert_array_equal(
         zarr.open_group(repo.readonly_session("main").store, mode="r")["a"][20:], 1.0
     )
@@ -150,7 +156,9 @@ def test_failed_lazy_step_leaves_branch_unchanged(runner, repo_path):
 
 def test_commit_metadata_provenance(runner, repo_path):
     run = to_icechunk.with_options(task_runner=runner)
-    state = run(small_dataset(), repo_path, mode="w", partition_size=20, message="prov", return_state=True)
+    state = run(
+        small_dataset(), repo_path, mode="w", partition_size=20, message="prov", return_state=True
+    )
     meta = history(repo_path)[0].metadata
     assert meta["icechunk_prefect.flow_run_id"] == str(state.state_details.flow_run_id)
     assert meta["icechunk_prefect.flow_name"] == "icechunk-to-icechunk"
