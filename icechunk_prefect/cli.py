@@ -206,7 +206,9 @@ def partition_progress(out: Console, description: str = "writing") -> Iterator[P
 
 @app.command()
 def history(
-    repo: Annotated[str, typer.Argument(help="Repository path (a local folder).")],
+    repo: Annotated[
+        str, typer.Argument(help="Repository path, or icechunk-repository/<saved block name>.")
+    ],
     branch: Annotated[str, typer.Option(help="Branch to list.")] = "main",
     limit: Annotated[int, typer.Option(min=1, help="Newest commits to show.")] = 20,
     as_json: Annotated[

@@ -37,6 +37,7 @@ from icechunk_prefect.datasets import (
     subset_variables,
 )
 from icechunk_prefect.errors import (
+    ChunkAlignmentError,
     ConfigurationError,
     DuplicateStepsError,
     InputValidationError,
@@ -472,13 +473,44 @@ def _local_threads() -> Iterator[None]:
         yield
 
 
+def _streamable(
+    fork: ForkSession, group: str | None, name: str, var: xr.Variable, target: Mapping[str, slice]
+) -> bool:
+    """Whether ``var``'s dask chunks line up with the stored array's chunks in ``target``.
+
+    Then the block can be written chunk by chunk on local threads (each thread
+    writes whole Zarr chunks of its own); otherwise it is computed first.
+    """
+    if var.chunks is None:
+        return False
+    grp = _open_group(fork.store, group)
+    if grp is None or name not in grp:
+        return False
+    shape, unit = stored_chunking(grp, name)
+    try:
+        check_dask_chunks(
+            name,
+            var.chunks,
+            [str(d) for d in var.dims],
+            unit,
+            [target[str(d)].start for d in var.dims],
+            shape,
+        )
+    except ChunkAlignmentError:
+        return False
+    return True
+
+
 def write_partition(
     fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
 ) -> ForkSession:
     """Write one partition (``dataset`` is already the partition's block) into ``fork``.
 
-    The block is computed on local threads and written into the region the
-    partition names; writing it again (a retry) rewrites the same chunks.
+    The block is computed on this worker's threads and written into the region the
+    partition names; writing it again (a retry) rewrites the same chunks. When its
+    dask chunks line up with the stored chunks it streams (each dask chunk is
+    computed and written by one thread, so compute and I/O overlap and memory stays
+    at a few chunks); otherwise the block is computed whole, then written.
 
     Chunks holding only the fill value are written too (Zarr would skip them):
     compressed, they are a few bytes that Icechunk inlines in the manifest (no
@@ -487,7 +519,9 @@ def write_partition(
     """
     with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
         for name in partition.variables:
-            sub = subset_variables(dataset, [name]).compute()
+            sub = subset_variables(dataset, [name])
+            if not _streamable(fork, group, name, sub.variables[name], partition.target):
+                sub = sub.compute()
             sub.to_zarr(
                 fork.store,
                 group=group,

@@ -122,3 +122,39 @@ def test_concurrent_writers_on_s3(runner, s3_server, s3_prefix):
     np.testing.assert_array_equal(back.a[20:30].values, c.a.values)
     repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
     assert len(list(repo.ancestry(branch="main"))) == 5
+
+
+def test_resume_on_s3(runner, s3_server, s3_prefix, tmp_path, monkeypatch):
+    """A run on S3 that fails in one partition, re-run: only that partition is computed
+    again, one commit lands, and the persisted forks carry no secret."""
+    from icechunk_prefect.caching import RESULT_STORAGE_ENV
+    from tests.fault_helpers import computations, instrument
+
+    results = tmp_path / "results"
+    monkeypatch.setenv(RESULT_STORAGE_ENV, str(results))
+    name = f"resume-{uuid.uuid4().hex[:8]}"
+    IcechunkRepository(
+        **s3_server.block_fields(s3_prefix),
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    ).save(name)
+    marks = tmp_path / "marks"
+    ds = instrument(small_dataset(), "a", marks)
+    (marks / "poison-3_0").touch()
+    run = to_icechunk.with_options(task_runner=runner)
+    ref = f"icechunk-repository/{name}"
+    assert run(ds, ref, mode="w", partition_size=10, return_state=True).is_failed()
+    repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
+    assert len(list(repo.ancestry(branch="main"))) == 1  # nothing committed
+
+    (marks / "poison-3_0").unlink()
+    state = run(ds, ref, mode="w", partition_size=10, return_state=True)
+    assert state.is_completed()
+    blocks = ["0_0", "1_0", "2_0", "3_0"]
+    assert [computations(marks, b) for b in blocks] == [1, 1, 1, 2]
+    assert _read(s3_server, s3_prefix).identical(small_dataset().compute())
+    assert len(list(repo.ancestry(branch="main"))) == 2
+    persisted = [p.read_bytes() for p in results.rglob("*") if p.is_file()]
+    assert len(persisted) >= 4
+    for secret in (s3_server.access_key_id, s3_server.secret_access_key):
+        assert not any(secret.encode() in blob for blob in persisted)
