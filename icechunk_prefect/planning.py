@@ -28,6 +28,7 @@ __all__ = [
     "WritePlan",
     "aligned_boundaries",
     "check_dask_chunks",
+    "cut_points",
     "stored_chunking",
 ]
 
@@ -103,6 +104,11 @@ def aligned_boundaries(start: int, stop: int, unit: int, step: int) -> list[int]
             f"Partition size {step} is not a multiple of the Zarr write unit {unit} along the "
             "partition dimension. Use a multiple of the chunk (or shard) size."
         )
+    return cut_points(start, stop, step)
+
+
+def cut_points(start: int, stop: int, step: int) -> list[int]:
+    """``start``, the multiples of ``step`` strictly inside ``(start, stop)``, and ``stop``."""
     cuts = [start]
     nxt = (start // step + 1) * step
     while nxt < stop:

@@ -31,7 +31,7 @@ import zarr
 from zarr.errors import GroupNotFoundError
 
 from icechunk_prefect.errors import ChunkAlignmentError, ConfigurationError, InputValidationError
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries
+from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, cut_points
 from icechunk_prefect.repository import RepositorySource
 
 __all__ = [
@@ -177,7 +177,7 @@ def plan_partitions(
         if partition_size < 1:
             raise InputValidationError(f"partition_size must be at least 1, got {partition_size}.")
         step = partition_size
-        cuts = _cuts(start, stop, step)
+        cuts = cut_points(start, stop, step)
         for name, u in sorted(units.items()):
             for a, b in itertools.pairwise(cuts):
                 if b % u and b != stop:
@@ -194,16 +194,6 @@ def plan_partitions(
         WindowPartition(index=i, start=a, stop=b)
         for i, (a, b) in enumerate(itertools.pairwise(cuts))
     ]
-
-
-def _cuts(start: int, stop: int, step: int) -> list[int]:
-    cuts = [start]
-    nxt = (start // step + 1) * step
-    while nxt < stop:
-        cuts.append(nxt)
-        nxt += step
-    cuts.append(stop)
-    return cuts
 
 
 @dataclass(frozen=True)
