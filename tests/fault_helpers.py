@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from icechunk_prefect.errors import InputValidationError
+from tests.helpers import task_states  # noqa: F401  (re-exported for the fault tests)
 
 
 def _loc(block_info: dict | None) -> str:
@@ -63,29 +64,6 @@ def computations(folder: str | Path, loc: str | None = None) -> int:
     """How many times blocks (or block ``loc``) were computed."""
     pattern = f"computed-{loc}-*" if loc else "computed-*"
     return len(list(Path(folder).glob(pattern)))
-
-
-def task_states(flow_run_id: object) -> dict[str, list[str]]:
-    """Names of a flow run's task runs -> their final state names (e.g. 'Cached')."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.sorting import TaskRunSort
-
-    async def read() -> dict[str, list[str]]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
-            )
-        out: dict[str, list[str]] = {}
-        for r in runs:
-            out.setdefault(r.name, []).append(r.state.name if r.state else "?")
-        return out
-
-    return asyncio.run(read())
 
 
 def task_run_counts(flow_run_id: object) -> dict[str, int]:

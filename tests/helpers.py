@@ -73,3 +73,36 @@ def fail_always(ds: xr.Dataset, name: str) -> xr.Dataset:
     out[name] = (ds[name].dims, arr.map_blocks(_always_fail, dtype=arr.dtype))
     out[name].encoding = ds[name].encoding
     return out
+
+
+def task_states(flow_run_id: object) -> dict[str, list[str]]:
+    """Names of a flow run's task runs -> their final state names (e.g. 'Cached')."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    async def read() -> dict[str, list[str]]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+                limit=200,
+            )
+        out: dict[str, list[str]] = {}
+        for r in runs:
+            out.setdefault(r.name, []).append(r.state.name if r.state else "?")
+        return out
+
+    return asyncio.run(read())
+
+
+def completed_task_runs(flow_run_id: object) -> list[str]:
+    """Sorted names of a flow run's task runs that completed (once per run)."""
+    return sorted(
+        name
+        for name, states in task_states(flow_run_id).items()
+        for st in states
+        if st in ("Completed", "Cached")
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 
 import dask.array as da
@@ -21,7 +20,15 @@ from icechunk_prefect import (
     store_dask,
     to_icechunk,
 )
-from tests.helpers import fail_always, fail_first_try, history, open_repo, read_back, small_dataset
+from tests.helpers import (
+    completed_task_runs,
+    fail_always,
+    fail_first_try,
+    history,
+    open_repo,
+    read_back,
+    small_dataset,
+)
 
 
 def test_dataset_round_trip_partitioned(runner, repo_path):
@@ -172,24 +179,12 @@ def test_commit_metadata_provenance(runner, repo_path):
 
 def test_worker_task_runs_reported_to_flow_api(runner, repo_path, dask_cluster):
     from distributed import Client
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.sorting import TaskRunSort
 
     run = to_icechunk.with_options(task_runner=runner)
     state = run(small_dataset(), repo_path, mode="w", partition_size=10, return_state=True)
     flow_run_id = state.state_details.flow_run_id
 
-    async def task_runs() -> list[str]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
-            )
-            return sorted(r.name for r in runs if r.state and r.state.is_completed())
-
-    names = asyncio.run(task_runs())
+    names = completed_task_runs(flow_run_id)
     assert "write metadata main" in names
     assert "commit main" in names
     assert sum(n.startswith("write time[") for n in names) == 4

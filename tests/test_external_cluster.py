@@ -8,7 +8,6 @@ through the Prefect API (the saved IcechunkRepository block).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 import xarray as xr
 
 from icechunk_prefect import DaskClusterConfig, IcechunkRepository, to_icechunk
-from tests.helpers import small_dataset
+from tests.helpers import completed_task_runs, small_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,9 +91,6 @@ def _worker_state() -> tuple[str | None, str | None, int]:
 
 def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_server, s3_prefix):
     from distributed import Client
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.sorting import TaskRunSort
 
     name = f"ext-{uuid.uuid4().hex[:8]}"
     IcechunkRepository(
@@ -113,18 +109,7 @@ def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_serv
     back = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
     assert back.identical(ds.compute())
 
-    async def task_runs() -> list[str]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-                ),
-                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
-            )
-            return sorted(r.name for r in runs if r.state and r.state.is_completed())
-
-    names = asyncio.run(task_runs())
+    names = completed_task_runs(state.state_details.flow_run_id)
     assert "write metadata main" in names
     assert "commit main" in names
     assert sum(n.startswith("write time[") for n in names) == 4
