@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask
@@ -29,6 +30,7 @@ import xarray as xr
 import zarr
 import zarr.errors
 from icechunk.session import ForkSession
+from icechunk.xarray import to_icechunk
 
 from icechunk_prefect.datasets import (
     eager_variables,
@@ -473,6 +475,28 @@ def _local_threads() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _cluster(client: Any | None = None) -> Iterator[None]:
+    """Run dask computations of the block on the cluster: on a Dask worker by seceding
+    (``distributed.worker_client``, the slot is freed meanwhile); elsewhere on
+    ``client`` (default: the flow's, see :func:`~icechunk_prefect.runtime.flow_dask_client`),
+    or dask's default scheduler when there is none."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        if client is None:
+            from icechunk_prefect.runtime import flow_dask_client
+
+            client = flow_dask_client()
+        with client.as_current() if client is not None else contextlib.nullcontext():
+            yield
+        return
+    with worker_client():
+        yield
+
+
 def _streamable(
     fork: ForkSession, group: str | None, name: str, var: xr.Variable, target: Mapping[str, slice]
 ) -> bool:
@@ -502,21 +526,77 @@ def _streamable(
 
 
 def write_partition(
+    fork: ForkSession,
+    dataset: xr.Dataset,
+    partition: Partition,
+    group: str | None,
+    *,
+    client: Any | None = None,
+) -> ForkSession:
+    """Write one partition (``dataset`` is already the partition's block) into a copy
+    of ``fork``; return the fork that holds the writes.
+
+    With a Dask cluster (``client``, default: the flow's ``DaskTaskRunner`` client,
+    see :func:`~icechunk_prefect.runtime.flow_dask_client`) the partition is one
+    Dask task: a worker computes and writes the block on its own threads and sends
+    back only the fork (chunk references), so the data never passes through this
+    process. Without one (or on a Dask worker) it is written here.
+
+    On those threads the block streams when its dask chunks line up with the
+    stored chunks (each dask chunk is computed and written by one thread, so
+    compute and I/O overlap and memory stays at a few chunks); otherwise it is
+    computed whole, then written. Writing it again (a retry) rewrites the same
+    chunks. Chunks holding only the fill value are written too (Zarr would skip
+    them): compressed, they are a few bytes that Icechunk inlines in the manifest
+    (no object is stored), and every chunk of the partition is then accounted for,
+    so the validation gate can tell an empty chunk from a lost write.
+    """
+    if client is None:
+        from icechunk_prefect.runtime import flow_dask_client
+
+        client = flow_dask_client()
+    if client is None:
+        return _write_partition_here(fork, dataset, partition, group)
+    block = _Block.wrap(dataset)
+    future = client.submit(_write_wrapped, fork, block, partition, group, pure=False)
+    written: ForkSession = future.result()
+    return written
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A lazy dataset on its way to a Dask task, cloudpickled.
+
+    As a bare argument, distributed would compute a dask collection before the task
+    runs (shipping its values), and its plain pickle would refer to functions of
+    the caller's ``__main__`` or scripts by name, which workers cannot import.
+    """
+
+    payload: bytes
+
+    @classmethod
+    def wrap(cls, dataset: xr.Dataset) -> _Block:
+        import cloudpickle
+
+        return cls(cloudpickle.dumps(dataset))
+
+    def unwrap(self) -> xr.Dataset:
+        import pickle
+
+        dataset: xr.Dataset = pickle.loads(self.payload)
+        return dataset
+
+
+def _write_wrapped(
+    fork: ForkSession, block: _Block, partition: Partition, group: str | None
+) -> ForkSession:
+    return _write_partition_here(fork, block.unwrap(), partition, group)
+
+
+def _write_partition_here(
     fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
 ) -> ForkSession:
-    """Write one partition (``dataset`` is already the partition's block) into ``fork``.
-
-    The block is computed on this worker's threads and written into the region the
-    partition names; writing it again (a retry) rewrites the same chunks. When its
-    dask chunks line up with the stored chunks it streams (each dask chunk is
-    computed and written by one thread, so compute and I/O overlap and memory stays
-    at a few chunks); otherwise the block is computed whole, then written.
-
-    Chunks holding only the fill value are written too (Zarr would skip them):
-    compressed, they are a few bytes that Icechunk inlines in the manifest (no
-    object is stored), and every chunk of the partition is then accounted for, so
-    the validation gate can tell an empty chunk from a lost write.
-    """
+    """Write the partition on this process's threads (see :func:`write_partition`)."""
     with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
         for name in partition.variables:
             sub = subset_variables(dataset, [name])
@@ -542,23 +622,17 @@ def write_lazy_graph(
     split_every: int | None = None,
     safe_chunks: bool = True,
     align_chunks: bool = False,
+    client: Any | None = None,
 ) -> ForkSession:
     """Hand the whole dask graph of the lazy variables to the cluster; merge into ``fork``.
 
-    Inside a Dask worker the task secedes (``distributed.worker_client``) so the
-    graph runs on the same cluster without holding a worker thread.
+    The graph runs on ``client`` (default: the flow's ``DaskTaskRunner`` client, see
+    :func:`~icechunk_prefect.runtime.flow_dask_client`). Inside a Dask worker the
+    task secedes (``distributed.worker_client``) so the graph runs on the same
+    cluster without holding a worker thread.
     """
-    from icechunk.xarray import to_icechunk
-
     sub = subset_variables(dataset, plan.lazy)
-    try:
-        from distributed import get_worker, worker_client
-
-        get_worker()
-        ctx: contextlib.AbstractContextManager[Any] = worker_client()
-    except (ImportError, ValueError):
-        ctx = contextlib.nullcontext()
-    with ctx:
+    with _cluster(client):
         to_icechunk(
             sub,
             fork,
