@@ -70,6 +70,8 @@ class Timing:
     nbytes: int
     flow_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    to_commit: float | None = None
+    """Seconds from the call to the commit landing (the snapshot's ``written_at``)."""
 
     @property
     def mb_per_s(self) -> float:
@@ -81,6 +83,18 @@ def fresh(workdir: Path, name: str) -> str:
     path = workdir / name
     shutil.rmtree(path, ignore_errors=True)
     return str(path)
+
+
+def _utcnow() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)
+
+
+def seconds_to_commit(repo: Any, started: Any) -> float:
+    """Seconds from ``started`` (UTC) to the newest commit on main (its ``written_at``)."""
+    snap = next(iter(repo.ancestry(branch="main")))
+    return float((snap.written_at - started).total_seconds())
 
 
 def create_repo(path: str) -> Any:
@@ -119,12 +133,14 @@ def write_plain(ds: xr.Dataset, path: str, address: str) -> Timing:
     from icechunk.xarray import to_icechunk
 
     repo = create_repo(path)
+    started = _utcnow()
     t0 = time.perf_counter()
     with Client(address, set_as_default=True):
         session = repo.writable_session("main")
         to_icechunk(ds, session, mode="w")
         session.commit("plain icechunk.xarray.to_icechunk")
-    return Timing(time.perf_counter() - t0, data_bytes(ds))
+    seconds = time.perf_counter() - t0
+    return Timing(seconds, data_bytes(ds), to_commit=seconds_to_commit(repo, started))
 
 
 def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **kw: Any) -> Timing:
@@ -133,6 +149,7 @@ def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **
 
     repo = create_repo(path)
     run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
+    started = _utcnow()
     t0 = time.perf_counter()
     state = run(ds, path, mode="w", partitioned=partitioned, return_state=True, **kw)
     seconds = time.perf_counter() - t0
@@ -144,7 +161,21 @@ def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **
         data_bytes(ds),
         flow_run_id=str(state.state_details.flow_run_id),
         extra={"partitions": meta.get("icechunk_prefect.partitions", "?")},
+        to_commit=seconds_to_commit(repo, started),
     )
+
+
+def empty_flow_call() -> float:
+    """Wall time of calling a flow that does nothing (Prefect's own cost per flow call)."""
+    from prefect import flow
+
+    @flow(name="empty flow (benchmark)")
+    def empty() -> None:
+        return None
+
+    t0 = time.perf_counter()
+    empty()
+    return time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------ row 2

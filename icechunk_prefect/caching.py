@@ -4,7 +4,8 @@ A write persists two kinds of task results (pickled ``ForkSession`` objects) in 
 result storage shared by the flow process and the Dask workers:
 
 - the **metadata fork** (arrays created or resized), keyed on the repository,
-  the branch, the branch's *tip* when the step runs, a fingerprint of the whole
+  the branch, the branch's *tip* when the step runs (its id and the time it was
+  written, see :func:`snapshot_identity`), a fingerprint of the whole
   dataset (schema and data tokens), the write's parameters and the code;
 - each **partition fork**, keyed on a *scope* computed by the writer (repository,
   branch, the metadata fork's ``snapshot_id``, i.e. the tip the run started from,
@@ -55,6 +56,7 @@ __all__ = [
     "node_ids",
     "resolve_result_storage",
     "schema_fingerprint",
+    "snapshot_identity",
     "write_scope",
 ]
 
@@ -115,8 +117,21 @@ def schema_fingerprint(ds: xr.Dataset) -> str:
     return tokenize(desc, sorted((str(k), repr(x)) for k, x in ds.attrs.items()))
 
 
+def snapshot_identity(repository: Any, snapshot_id: str) -> str:
+    """``snapshot_id`` with the time it was written, for cache keys.
+
+    Snapshot ids are random, except the first one: Icechunk gives the initial
+    snapshot of every repository the same id (``1CECHNKREP0F1RSTCMT0``). With the
+    time added, a repository deleted and created again at the same place never
+    matches the forks that a run wrote into the old one (their chunks are gone).
+    """
+    info = repository.lookup_snapshot(snapshot_id)
+    return f"{snapshot_id}@{info.written_at.isoformat()}"
+
+
 def write_scope(repo_description: str, branch: str, base_snapshot: str, ds: xr.Dataset) -> str:
-    """The part of every partition key shared by one write: where, from which tip, what."""
+    """The part of every partition key shared by one write: where, from which tip
+    (``base_snapshot``: its :func:`snapshot_identity`), what."""
     return tokenize("icechunk-prefect-scope", repo_description, branch, base_snapshot,
                     schema_fingerprint(ds))  # fmt: skip
 
@@ -158,7 +173,7 @@ class MetadataCachePolicy(CachePolicy):
         try:
             source = resolve_repository(inputs["repo"])
             repository = source.open_repository()
-            tip = repository.lookup_branch(inputs["branch"])
+            tip = snapshot_identity(repository, repository.lookup_branch(inputs["branch"]))
         except Exception:
             return None  # nothing to resume from
         ds = inputs["dataset"]

@@ -38,7 +38,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from icechunk_prefect import faults, observability, provenance
-from icechunk_prefect.caching import ResultStorageLike, resolve_result_storage, write_scope
+from icechunk_prefect.caching import (
+    ResultStorageLike,
+    resolve_result_storage,
+    snapshot_identity,
+    write_scope,
+)
 from icechunk_prefect.checks import Check, expected_schema
 from icechunk_prefect.datasets import as_dataset, subset_variables
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, WritePlan
@@ -92,6 +97,9 @@ class FlowDatasetWriter:
     branch tip the run started from, so a new run after a failure skips what was
     already written. ``commit()`` first runs the validation gate (coverage, schema,
     ``checks``) and commits once, with an idempotency key.
+
+    ``partitions_in_flight`` bounds the partition tasks running at once (default:
+    twice the cluster's worker threads, see the module doc).
 
     Example:
         ```python
@@ -219,7 +227,12 @@ class FlowDatasetWriter:
         child = self.fork.fork()  # once: every partition writes into a copy of it
         self._lazy_written = True
         scope = (
-            write_scope(self._source.describe(), self.branch, plan.base_snapshot, self._ds)
+            write_scope(
+                self._source.describe(),
+                self.branch,
+                snapshot_identity(self._source.open_repository(), plan.base_snapshot),
+                self._ds,
+            )
             if self.resume
             else None
         )

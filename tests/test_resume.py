@@ -97,3 +97,28 @@ def test_resume_off_recomputes(runner, repo_path, tmp_path, monkeypatch):
     assert cached(True) == 0
     assert cached(True) == 3  # metadata and both partitions
     assert len(history(repo_path)) == 1
+
+
+def test_recreated_repository_reuses_nothing(runner, repo_path, tmp_path, monkeypatch):
+    """Every new repository starts from the same snapshot id: a repository deleted and
+    created again at the same path must not pick up the forks written into the old one
+    (their chunks were deleted with it)."""
+    import shutil
+
+    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
+    marks = tmp_path / "marks"
+    ds = instrument(small_dataset(), "a", marks)
+    (marks / "poison-3_0").touch()
+    run = to_icechunk.with_options(task_runner=runner)
+    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    first_tip = history(repo_path)[0].id
+
+    shutil.rmtree(repo_path)
+    (marks / "poison-3_0").unlink()
+    state = run(ds, repo_path, mode="w", partition_size=10, return_state=True)
+    assert state.is_completed()
+    assert history(repo_path)[-1].id == first_tip  # the same initial snapshot id
+    states = task_states(state.state_details.flow_run_id)
+    assert _cached(states, "write") == 0
+    assert [computations(marks, b) for b in BLOCKS] == [2, 2, 2, 2]
+    assert read_back(repo_path).identical(small_dataset().compute())
