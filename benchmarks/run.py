@@ -2,7 +2,7 @@
 
 Usage::
 
-    uv run python benchmarks/run.py          # full size (>= 2 GB), ~10 min, quiet 2-core machine
+    uv run python benchmarks/run.py          # full size (>= 2 GB), ~6 min, quiet 2-core machine
     uv run python benchmarks/run.py --quick  # tiny sizes, a smoke test (~1-2 min)
     uv run python benchmarks/run.py --size-gb 0.3 --partitions 200 --forks 2000
 
@@ -423,7 +423,9 @@ def _rows(
             "A small write (one chunk per variable, "
             f"{size_text(cases.data_bytes(warm))}, warm): plain {fmt_s(fixed['1a'].seconds)}, "
             f"whole-graph flow {fmt_s(fixed['1b'].seconds)}, partitioned flow "
-            f"{fmt_s(fixed['1c'].seconds)}. If the flows' extra time is a fixed cost, a flow "
+            f"{fmt_s(fixed['1c'].seconds)} (committed after {fmt_s(fixed['1a'].to_commit)}, "
+            f"{fmt_s(fixed['1b'].to_commit)}, {fmt_s(fixed['1c'].to_commit)}; an empty flow "
+            "call costs about 1 s, see above). If the flows' extra time is a fixed cost, a flow "
             f"stays within 1.10 x plain from a plain write of {extra['1b'] / 0.1:.0f} s "
             f"(whole graph) / {extra['1c'] / 0.1:.0f} s (partitioned) on, i.e. about "
             f"{extra['1b'] / 0.1 * plain_rate / 2**30:.1f} / "
