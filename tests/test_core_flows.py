@@ -202,3 +202,48 @@ def test_in_memory_storage_refused():
     repo = icechunk.Repository.create(icechunk.in_memory_storage())
     with pytest.raises(ConfigurationError, match="In-memory storage"):
         to_icechunk.fn(small_dataset(), repo)
+
+
+def _record_pid(block: np.ndarray, folder: str) -> np.ndarray:
+    import os
+    import uuid
+    from pathlib import Path
+
+    (Path(folder) / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+    return block
+
+
+@pytest.mark.parametrize("partitioned", [True, False])
+def test_data_computed_on_workers_not_in_flow_process(
+    runner, repo_path, tmp_path, dask_cluster, partitioned
+):
+    """The write tasks run in the flow process; the blocks are computed on the workers."""
+    import os
+
+    from distributed import Client
+
+    folder = tmp_path / "pids"
+    folder.mkdir()
+    ds = small_dataset()
+    traced = ds.copy()
+    data = ds["a"].data
+    meta = np.empty((0,) * data.ndim, dtype=data.dtype)  # no call here to infer it
+    traced["a"] = (
+        ds["a"].dims,
+        data.map_blocks(_record_pid, str(folder), meta=meta),
+        ds["a"].attrs,
+    )
+    traced["a"].encoding = ds["a"].encoding
+    run = to_icechunk.with_options(task_runner=runner)
+    state = run(
+        traced, repo_path, mode="w", partition_size=10, partitioned=partitioned, return_state=True
+    )
+    assert state.is_completed()
+    assert read_back(repo_path).identical(ds.compute())
+
+    with Client(dask_cluster.scheduler_address) as client:
+        workers = set(client.run(os.getpid).values())
+    pids = {int(p.name.split("-")[0]) for p in folder.iterdir()}
+    assert len(list(folder.iterdir())) >= 4  # every block of "a" was computed
+    assert pids <= workers
+    assert os.getpid() not in pids
