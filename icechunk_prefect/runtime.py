@@ -69,7 +69,7 @@ def flow_dask_client() -> Any | None:
     client, if one was made. ``None`` on a Dask worker (work there stays on the
     worker's own threads) and when there is no cluster at all.
     """
-    if _inside_dask_worker():
+    if inside_dask_worker():
         return None
     from prefect.context import FlowRunContext
 
@@ -85,7 +85,8 @@ def flow_dask_client() -> Any | None:
         return None
 
 
-def _inside_dask_worker() -> bool:
+def inside_dask_worker() -> bool:
+    """Whether this code runs in a Dask worker's task."""
     try:
         from distributed import get_worker
 
@@ -135,7 +136,7 @@ class IcechunkDaskTaskRunner(DaskTaskRunner):
         # Prefect also enters a copy of the flow's task runner on the Dask worker for
         # every task (to hydrate the flow run context). There, the API is the one the
         # serialized settings name: never start a server or touch the environment.
-        if not _inside_dask_worker():
+        if not inside_dask_worker():
             self._api_url = ensure_shared_api()
         super().__enter__()
         return self

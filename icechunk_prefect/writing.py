@@ -475,25 +475,28 @@ def _local_threads() -> Iterator[None]:
         yield
 
 
+def _cluster_client(client: Any | None) -> Any | None:
+    """``client``, else the flow's (see :func:`~icechunk_prefect.runtime.flow_dask_client`)."""
+    from icechunk_prefect.runtime import flow_dask_client
+
+    return client if client is not None else flow_dask_client()
+
+
 @contextlib.contextmanager
 def _cluster(client: Any | None = None) -> Iterator[None]:
-    """Run dask computations of the block on the cluster: on a Dask worker by seceding
+    """Run dask computations on the cluster: on a Dask worker by seceding
     (``distributed.worker_client``, the slot is freed meanwhile); elsewhere on
-    ``client`` (default: the flow's, see :func:`~icechunk_prefect.runtime.flow_dask_client`),
-    or dask's default scheduler when there is none."""
-    try:
-        from distributed import get_worker, worker_client
+    ``client`` (default: the flow's), or dask's default scheduler when there is none."""
+    from icechunk_prefect.runtime import inside_dask_worker
 
-        get_worker()
-    except (ImportError, ValueError):
-        if client is None:
-            from icechunk_prefect.runtime import flow_dask_client
+    if inside_dask_worker():
+        from distributed import worker_client
 
-            client = flow_dask_client()
-        with client.as_current() if client is not None else contextlib.nullcontext():
+        with worker_client():
             yield
         return
-    with worker_client():
+    client = _cluster_client(client)
+    with client.as_current() if client is not None else contextlib.nullcontext():
         yield
 
 
@@ -551,10 +554,7 @@ def write_partition(
     (no object is stored), and every chunk of the partition is then accounted for,
     so the validation gate can tell an empty chunk from a lost write.
     """
-    if client is None:
-        from icechunk_prefect.runtime import flow_dask_client
-
-        client = flow_dask_client()
+    client = _cluster_client(client)
     if client is None:
         return _write_partition_here(fork, dataset, partition, group)
     block = _Block.wrap(dataset)
