@@ -25,7 +25,6 @@ a few tens of milliseconds and overlaps the cluster's work (docs/benchmarks.md).
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -244,7 +243,7 @@ class FlowDatasetWriter:
             futures: Any = runner.map(
                 self._cached(write_partition_task, WRITE_CACHE_POLICY),
                 {
-                    "fork": [_copy(child) for _ in plan.partitions],
+                    "fork": unmapped(child),
                     "dataset": blocks,
                     "partition": list(plan.partitions),
                     "group": unmapped(plan.group),
@@ -384,13 +383,6 @@ class FlowDatasetWriter:
         if self.plan is None or self.fork is None:
             raise RuntimeError("Call write_metadata() first.")
         return self.plan
-
-
-def _copy(fork: ForkSession) -> ForkSession:
-    """An independent copy of ``fork`` (what a Dask task would get): every partition
-    task writes into, and returns, a fork of its own."""
-    copied: ForkSession = pickle.loads(pickle.dumps(fork))
-    return copied
 
 
 def _default_in_flight() -> int:

@@ -19,6 +19,7 @@ The chain (all of it verified across pickling):
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -556,7 +557,8 @@ def write_partition(
     """
     client = _cluster_client(client)
     if client is None:
-        return _write_partition_here(fork, dataset, partition, group)
+        # A private copy, as a Dask task gets: concurrent partitions never share a fork.
+        return _write_partition_here(pickle.loads(pickle.dumps(fork)), dataset, partition, group)
     block = _Block.wrap(dataset)
     future = client.submit(_write_wrapped, fork, block, partition, group, pure=False)
     written: ForkSession = future.result()
@@ -581,8 +583,6 @@ class _Block:
         return cls(cloudpickle.dumps(dataset))
 
     def unwrap(self) -> xr.Dataset:
-        import pickle
-
         dataset: xr.Dataset = pickle.loads(self.payload)
         return dataset
 

@@ -16,19 +16,23 @@ def _cached(states: dict[str, list[str]], prefix: str) -> int:
     return sum(s.count("Cached") for n, s in states.items() if n.startswith(prefix))
 
 
-def test_rerun_after_failed_partition_skips_written_partitions(
-    runner, repo_path, tmp_path, monkeypatch
-):
+def _failed_first_run(runner, repo_path, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A run whose last partition fails for good; returns (run, ds, marks) to re-run with."""
     monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
     marks = tmp_path / "marks"
     ds = instrument(small_dataset(), "a", marks)
     (marks / "poison-3_0").touch()
     run = to_icechunk.with_options(task_runner=runner)
-
-    failed = run(ds, repo_path, mode="w", partition_size=10, return_state=True)
-    assert failed.is_failed()
-    assert len(history(repo_path)) == 1  # the repository exists, nothing committed
+    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
     assert [computations(marks, b) for b in BLOCKS] == [1, 1, 1, 1]
+    return run, ds, marks
+
+
+def test_rerun_after_failed_partition_skips_written_partitions(
+    runner, repo_path, tmp_path, monkeypatch
+):
+    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
+    assert len(history(repo_path)) == 1  # the repository exists, nothing committed
 
     (marks / "poison-3_0").unlink()
     state = run(ds, repo_path, mode="w", partition_size=10, return_state=True)
@@ -46,12 +50,7 @@ def test_rerun_after_failed_partition_skips_written_partitions(
 
 
 def test_branch_moved_nothing_stale_reused(runner, repo_path, tmp_path, monkeypatch):
-    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
-    marks = tmp_path / "marks"
-    ds = instrument(small_dataset(), "a", marks)
-    (marks / "poison-3_0").touch()
-    run = to_icechunk.with_options(task_runner=runner)
-    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
 
     # another writer moves the branch before the re-run
     repo = open_repo(repo_path)
@@ -105,12 +104,7 @@ def test_recreated_repository_reuses_nothing(runner, repo_path, tmp_path, monkey
     (their chunks were deleted with it)."""
     import shutil
 
-    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
-    marks = tmp_path / "marks"
-    ds = instrument(small_dataset(), "a", marks)
-    (marks / "poison-3_0").touch()
-    run = to_icechunk.with_options(task_runner=runner)
-    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
     first_tip = history(repo_path)[0].id
 
     shutil.rmtree(repo_path)
