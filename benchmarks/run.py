@@ -476,6 +476,13 @@ def _rows(
             f"commit {fmt_s(r['commit_s'])})",
             f"{(r['merge_s'] + r['commit_s']) / n * 1e6:.0f} us per fork",
         )
+        report.row(
+            "4g",
+            f"validation gate's object check: probe the {n} chunks of those forks (as for "
+            "forks reused by a resumed run)",
+            fmt_s(r["gate_s"]),
+            f"{r['gate_s'] / n * 1000:.2f} s per 1,000 chunks",
+        )
         if prof is not None:
             report.profiles.append((f"4: merge and commit of {n} forks (cProfile)", prof["text"]))
 

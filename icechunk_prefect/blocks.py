@@ -164,9 +164,8 @@ class IcechunkRepository(Block):
         if icechunk.Repository.exists(storage):
             return icechunk.Repository.open(storage, config=config)
         if self.storage_type == "local":
-            if not create:
-                self._local().open_repository()  # raises, saying what the folder holds
-            Path(self._local().path).mkdir(parents=True, exist_ok=True)
+            # raises, saying what the folder holds; completes an interrupted create
+            return self._local().open_repository(create=create, config=config)
         if create:
             return icechunk.Repository.create(storage, config=config)
         raise ConfigurationError(

@@ -7,9 +7,18 @@ and what to do about it.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class IcechunkPrefectError(Exception):
-    """Base class of every error raised by icechunk-prefect."""
+    """Base class of every error raised by icechunk-prefect.
+
+    ``retryable`` says whether retrying the step that raised it can help; the
+    package's task retry condition reads it (most errors are final: the same input
+    fails the same way).
+    """
+
+    retryable: ClassVar[bool] = False
 
 
 class ConfigurationError(IcechunkPrefectError, ValueError):
@@ -49,6 +58,33 @@ class DoubleWriteError(WriteError):
     """Two partitions of one run wrote the same chunk (Icechunk would keep the last silently)."""
 
 
+class MissingObjectsError(WriteError):
+    """Objects the commit would reference (chunks of reused forks) cannot be read:
+    garbage collection deleted them during the run. Nothing is committed; a re-run
+    writes those partitions again."""
+
+
+class ClusterUnavailableError(IcechunkPrefectError):
+    """The Dask cluster could not run the work in time (no workers, scheduler gone).
+
+    Retryable: the step's retries apply (the cluster may come back)."""
+
+    retryable: ClassVar[bool] = True
+
+
+class MaintenanceIncompleteError(IcechunkPrefectError):
+    """Garbage collection stopped early: objects it could not delete, phases it skipped.
+
+    ``report`` holds the maintenance report (counts, skipped phases, first errors)."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
 class CommitConflictError(IcechunkPrefectError):
     """Another writer committed changes to the same chunks or arrays during this run."""
 
@@ -64,6 +100,7 @@ class NothingToCommitError(IcechunkPrefectError):
 __all__ = [
     "CheckFailedError",
     "ChunkAlignmentError",
+    "ClusterUnavailableError",
     "CommitConflictError",
     "ConfigurationError",
     "DoubleWriteError",
@@ -71,6 +108,8 @@ __all__ = [
     "GapError",
     "IcechunkPrefectError",
     "InputValidationError",
+    "MaintenanceIncompleteError",
+    "MissingObjectsError",
     "NothingToCommitError",
     "RegionError",
     "SchemaMismatchError",

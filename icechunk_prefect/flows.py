@@ -78,6 +78,7 @@ def to_icechunk(
     commit_metadata: Mapping[str, Any] | None = None,
     checks: Sequence[Check] = (),
     resume: bool = True,
+    cluster_timeout: float | None = None,
 ) -> str:
     """Write an xarray object to a group of an Icechunk repository, and commit once.
 
@@ -90,6 +91,9 @@ def to_icechunk(
     that every planned chunk was written, that the schema matches, and runs
     ``checks`` (see :mod:`icechunk_prefect.checks`). With ``resume``, a re-run after a
     failure skips the partitions already written (see docs/reliability.md).
+    ``cluster_timeout`` (seconds) bounds the wait on a cluster that cannot run the
+    writes (no workers, the scheduler gone): the step then fails with
+    :class:`~icechunk_prefect.errors.ClusterUnavailableError` and is retried.
 
     Example:
         ```python
@@ -121,6 +125,7 @@ def to_icechunk(
         target_partition_bytes=target_partition_bytes,
         checks=checks,
         resume=resume,
+        cluster_timeout=cluster_timeout,
         parameters=_parameters(
             branch=branch,
             group=group,

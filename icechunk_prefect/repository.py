@@ -23,10 +23,12 @@ from icechunk_prefect.errors import ConfigurationError
 
 __all__ = [
     "BLOCK_REFERENCE_PREFIX",
+    "INITIAL_SNAPSHOT_ID",
     "LocalRepository",
     "RepositoryLike",
     "RepositorySource",
     "commit_lock",
+    "interrupted_create",
     "load_repository_block",
     "open_repository",
     "resolve_repository",
@@ -67,7 +69,11 @@ class LocalRepository:
     def _storage(self) -> icechunk.Storage:
         return icechunk.local_filesystem_storage(str(Path(self.path).expanduser().absolute()))
 
-    def open_repository(self, *, create: bool = False) -> icechunk.Repository:
+    def open_repository(
+        self, *, create: bool = False, config: icechunk.RepositoryConfig | None = None
+    ) -> icechunk.Repository:
+        """Open the repository; with ``create``, create it if missing, completing a
+        creation that was interrupted (see :func:`interrupted_create`)."""
         p = Path(self.path).expanduser()
         if p.exists() and not p.is_dir():
             raise ConfigurationError(
@@ -76,16 +82,27 @@ class LocalRepository:
             )
         storage = self._storage()
         if icechunk.Repository.exists(storage):
-            return icechunk.Repository.open(storage)
+            return icechunk.Repository.open(storage, config=config)
         if create:
-            if p.exists() and any(x.name != ".icechunk-prefect.commit.lock" for x in p.iterdir()):
-                raise ConfigurationError(
-                    f"{self.path!r} is not an Icechunk repository and is not empty (it holds "
-                    f"{sorted(x.name for x in p.iterdir())[:5]}): a repository can only be "
-                    "created in an empty folder. Check the path."
-                )
             p.mkdir(parents=True, exist_ok=True)
-            return icechunk.Repository.create(storage)
+            with _create_lock(p):  # one creator at a time, and none while one cleans up
+                if icechunk.Repository.exists(storage):
+                    return icechunk.Repository.open(storage, config=config)
+                if interrupted_create(p):
+                    _log(
+                        f"{self.path!r} holds only what an interrupted repository creation "
+                        f"leaves ({_listing(p)}); removing it and creating the repository."
+                    )
+                elif any(x.name != _LOCK_NAME for x in p.iterdir()):
+                    raise ConfigurationError(
+                        f"{self.path!r} is not an Icechunk repository and is not empty (it "
+                        f"holds {sorted(x.name for x in p.iterdir())[:5]}): a repository can "
+                        "only be created in an empty folder. Check the path."
+                    )
+                # Icechunk creates only in an empty folder: no commit lock can be held on a
+                # folder that is no repository yet, so a leftover lock file goes too.
+                _clear_folder(p)
+                return icechunk.Repository.create(storage, config=config)
         seen = (
             "the path does not exist"
             if not p.exists()
@@ -100,10 +117,76 @@ class LocalRepository:
         return f"file://{Path(self.path).expanduser().absolute()}"
 
     def local_lock_path(self) -> str | None:
-        return str(Path(self.path).expanduser().absolute() / ".icechunk-prefect.commit.lock")
+        return str(Path(self.path).expanduser().absolute() / _LOCK_NAME)
 
 
 RepositoryLike = str | os.PathLike[str] | RepositorySource
+
+_LOCK_NAME = ".icechunk-prefect.commit.lock"
+INITIAL_SNAPSHOT_ID = "1CECHNKREP0F1RSTCMT0"
+"""The id Icechunk gives the first snapshot of every repository."""
+_CREATE_FOLDERS = ("snapshots", "transactions")
+
+
+def interrupted_create(folder: Path) -> bool:
+    """Whether ``folder`` holds only what an interrupted ``Repository.create`` leaves.
+
+    Icechunk creates a local repository by writing the initial snapshot
+    (``snapshots/1CECHNKREP0F1RSTCMT0``, through a temporary ``...#N`` file), its
+    transaction log, then the ``repo`` file that makes it a repository. A process
+    killed before the last step leaves some of the first ones: those, and nothing
+    else (no ``repo`` file, no other snapshot, no chunk), mark an interrupted create.
+    """
+    entries = [x for x in folder.iterdir() if x.name != _LOCK_NAME]
+    if not entries:
+        return False
+    for entry in entries:
+        if entry.name.startswith("repo#") and entry.is_file():
+            continue  # the repo file's temporary, never renamed
+        if entry.name not in _CREATE_FOLDERS or not entry.is_dir():
+            return False
+        if any(
+            not (f.is_file() and f.name.startswith(INITIAL_SNAPSHOT_ID)) for f in entry.iterdir()
+        ):
+            return False
+    return True
+
+
+def _clear_folder(folder: Path) -> None:
+    import shutil
+
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextlib.contextmanager
+def _create_lock(folder: Path) -> Iterator[None]:
+    """A lock beside ``folder`` (Icechunk needs the folder itself empty to create in it)."""
+    from filelock import FileLock
+
+    with FileLock(str(folder.parent / f".{folder.name}.icechunk-prefect.create.lock")):
+        yield
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(str(x.relative_to(folder)) for x in folder.rglob("*") if x.name != _LOCK_NAME)
+    return ", ".join(names[:6])
+
+
+def _log(message: str) -> None:
+    """A warning in the run's log (the package logger outside a run)."""
+    import logging
+
+    try:
+        from prefect import get_run_logger
+
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+    except Exception:
+        logger = logging.getLogger("icechunk_prefect")
+    logger.warning(message)
 
 
 BLOCK_REFERENCE_PREFIX = "icechunk-repository/"

@@ -16,6 +16,7 @@ from icechunk.session import ForkSession
 from icechunk_prefect.errors import (
     CommitConflictError,
     DoubleWriteError,
+    MissingObjectsError,
     NothingToCommitError,
 )
 from icechunk_prefect.repository import RepositoryLike, commit_lock, resolve_repository
@@ -134,6 +135,7 @@ def commit_fork(
     base_snapshot: str | None = None,
     key: str | None = None,
     rebase_tries: int = 5,
+    verify_chunks: Mapping[str, Sequence[tuple[int, ...]]] | None = None,
     on_committed: Callable[[str], None] | None = None,
 ) -> str:
     """Commit the merged ``fork`` to ``branch`` once, and return the snapshot id.
@@ -147,7 +149,13 @@ def commit_fork(
       changes are committed on top of the new tip.
     - Commits race with conflict detection and rebase, ``rebase_tries`` times,
       with jittered backoff between attempts.
-    - On local filesystem repositories the commit holds a cross-process lock.
+    - On local filesystem repositories the commit holds a cross-process lock
+      (maintenance takes it too).
+    - ``verify_chunks`` (array path -> chunk coordinates; the chunks of forks
+      reused from a failed run) are read back through the session about to be
+      committed, under that lock: if garbage collection deleted any,
+      :class:`~icechunk_prefect.errors.MissingObjectsError` is raised and nothing
+      is committed (a re-run writes those partitions again).
     """
     source = resolve_repository(repo)
     meta = dict(metadata or {})
@@ -173,6 +181,8 @@ def commit_fork(
                         "committed. Re-run to write on top of the new tip."
                     )
             session.merge(fork)
+            if verify_chunks and attempt == 0:
+                _require_readable(session, branch, verify_chunks)
             if not session.has_uncommitted_changes:
                 raise NothingToCommitError(
                     f"The merged session for branch {branch!r} holds no changes; nothing to commit."
@@ -206,6 +216,22 @@ def commit_fork(
         raise CommitConflictError(
             f"Could not commit to {branch!r} after {rebase_tries} tries: other writers kept "
             f"committing ({last_error}). Nothing of this run was committed; re-run later."
+        )
+
+
+def _require_readable(
+    session: icechunk.Session, branch: str, chunks: Mapping[str, Sequence[tuple[int, ...]]]
+) -> None:
+    from icechunk_prefect.integrity import unreadable_chunks
+
+    bad = unreadable_chunks(session, chunks)
+    if bad:
+        total = sum(len(c) for c in chunks.values())
+        raise MissingObjectsError(
+            f"{len(bad)} of the {total} chunk(s) this run reused from a failed run cannot be "
+            f"read (e.g. {bad[0]}): garbage collection deleted them during the run. Nothing "
+            f"was committed to {branch!r}; run again: the partitions whose objects are gone "
+            "are written again."
         )
 
 

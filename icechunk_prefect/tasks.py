@@ -1,10 +1,9 @@
 """Prefect tasks: thin, retryable wrappers over :mod:`writing` and :mod:`sessions`.
 
 Every task takes and returns picklable values (a ``ForkSession``, a plan, a
-snapshot id), so it can run on any Dask worker. Input errors
-(:class:`~icechunk_prefect.errors.InputValidationError`,
-:class:`~icechunk_prefect.errors.ConfigurationError`) and conflicts are not
-retried: the same input would fail the same way.
+snapshot id), so it can run on any Dask worker. The package's own
+errors are not retried unless their class says so (``retryable``): the same
+input would fail the same way.
 """
 
 from __future__ import annotations
@@ -20,16 +19,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from icechunk_prefect import checks as checks_mod
-from icechunk_prefect import faults, sessions, writing
+from icechunk_prefect import faults, integrity, sessions, writing
 from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
-from icechunk_prefect.errors import (
-    CheckFailedError,
-    CommitConflictError,
-    ConfigurationError,
-    DoubleWriteError,
-    InputValidationError,
-    NothingToCommitError,
-)
+from icechunk_prefect.errors import IcechunkPrefectError
 from icechunk_prefect.planning import Partition, WritePlan
 from icechunk_prefect.repository import RepositoryLike
 
@@ -37,6 +29,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "METADATA_CACHE_POLICY",
     "WRITE_CACHE_POLICY",
+    "check_reused_task",
     "commit_task",
     "merge_task",
     "validate_task",
@@ -47,22 +40,15 @@ __all__ = [
 ]
 
 DEFAULT_RETRIES = 3
-_FINAL = (
-    InputValidationError,
-    ConfigurationError,
-    CommitConflictError,
-    DoubleWriteError,
-    CheckFailedError,
-    NothingToCommitError,
-)
 
 
 def retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry condition: retry any failure except the package's final errors."""
+    """Retry condition: retry any failure except the package's final errors (those
+    whose class says ``retryable = False``, see :mod:`icechunk_prefect.errors`)."""
     try:
         state.result(raise_on_failure=True)
-    except _FINAL:
-        return False
+    except IcechunkPrefectError as exc:
+        return exc.retryable
     except Exception:
         return True
     return True
@@ -141,11 +127,14 @@ def write_partition_task(
     partition: Partition,
     group: str | None = None,
     cache_scope: str | None = None,
+    cluster_timeout: float | None = None,
 ) -> ForkSession:
     """Write one partition's block into a copy of the child fork; return that copy.
 
     ``cache_scope`` (see :func:`icechunk_prefect.caching.write_scope`) is only read by
     :data:`WRITE_CACHE_POLICY`: with it, a re-run skips partitions already written.
+    ``cluster_timeout`` bounds the wait on a cluster that cannot run the partition
+    (:class:`~icechunk_prefect.errors.ClusterUnavailableError`, retried).
 
     Example:
         ```python
@@ -154,7 +143,7 @@ def write_partition_task(
         # forks = write_partition_task.map(child, blocks, plan.partitions, unmapped(group))
         ```
     """
-    return writing.write_partition(fork, dataset, partition, group)
+    return writing.write_partition(fork, dataset, partition, group, cluster_timeout=cluster_timeout)
 
 
 @task(name="write lazy (whole graph)", task_run_name="write lazy graph", **_RETRY)
@@ -166,6 +155,7 @@ def write_lazy_graph_task(
     safe_chunks: bool = True,
     align_chunks: bool = False,
     cache_scope: str | None = None,
+    cluster_timeout: float | None = None,
 ) -> ForkSession:
     """Run the whole dask graph of the lazy variables on the flow's cluster.
 
@@ -184,6 +174,7 @@ def write_lazy_graph_task(
         split_every=split_every,
         safe_chunks=safe_chunks,
         align_chunks=align_chunks,
+        cluster_timeout=cluster_timeout,
     )
 
 
@@ -211,8 +202,13 @@ def commit_task(
     metadata: Mapping[str, Any] | None = None,
     base_snapshot: str | None = None,
     key: str | None = None,
+    verify_chunks: Mapping[str, Sequence[tuple[int, ...]]] | None = None,
 ) -> str:
     """Commit the merged fork once (idempotent by ``key``); return the snapshot id.
+
+    ``verify_chunks`` (the chunks of forks reused from a failed run) are proved
+    readable under the commit lock just before the commit (see
+    :func:`icechunk_prefect.sessions.commit_fork`).
 
     Example:
         ```python
@@ -228,6 +224,7 @@ def commit_task(
         metadata=metadata,
         base_snapshot=base_snapshot,
         key=key,
+        verify_chunks=verify_chunks,
         on_committed=faults.fail_after_commit,
     )
 
@@ -253,3 +250,19 @@ def validate_task(
     """
     checks_mod.run_checks(fork, plan, schema, checks)
     return fork
+
+
+@task(name="check reused forks", task_run_name="check {label}", **_RETRY)
+def check_reused_task(forks: Sequence[ForkSession], label: str = "") -> list[str | None]:
+    """For each fork reused from a failed run: why it cannot be reused, or ``None``.
+
+    A reused fork is merged only when its base snapshot and every chunk it wrote can
+    still be read (see :mod:`icechunk_prefect.integrity`).
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import check_reused_task
+        # inside a flow: problems = check_reused_task(cached_forks, label="3 reused forks")
+        ```
+    """
+    return [integrity.fork_problem(f) for f in forks]

@@ -34,7 +34,6 @@ import xarray as xr
 from icechunk.session import ForkSession
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import unmapped
 
 from icechunk_prefect import faults, observability, provenance
 from icechunk_prefect.caching import (
@@ -45,6 +44,7 @@ from icechunk_prefect.caching import (
 )
 from icechunk_prefect.checks import Check, expected_schema
 from icechunk_prefect.datasets import as_dataset, subset_variables
+from icechunk_prefect.integrity import fork_problem, written_chunks
 from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, WritePlan
 from icechunk_prefect.repository import RepositoryLike, RepositorySource, resolve_repository
 from icechunk_prefect.runtime import flow_dask_client
@@ -52,6 +52,7 @@ from icechunk_prefect.sessions import idempotency_key, tree_groups
 from icechunk_prefect.tasks import (
     METADATA_CACHE_POLICY,
     WRITE_CACHE_POLICY,
+    check_reused_task,
     commit_task,
     merge_task,
     validate_task,
@@ -97,8 +98,16 @@ class FlowDatasetWriter:
     already written. ``commit()`` first runs the validation gate (coverage, schema,
     ``checks``) and commits once, with an idempotency key.
 
+    A reused fork (persisted by a failed run) is merged only when everything it
+    refers to can still be read; one that cannot (garbage collection deleted its
+    objects) is discarded and its partition written again in the same run, and the
+    commit proves the reused chunks readable once more under the commit lock (see
+    :mod:`~icechunk_prefect.integrity`).
+
     ``partitions_in_flight`` bounds the partition tasks running at once (default:
-    twice the cluster's worker threads, see the module doc).
+    twice the cluster's worker threads, see the module doc). ``cluster_timeout``
+    bounds the wait on a cluster that cannot run the lazy writes (no workers, the
+    scheduler gone; see :func:`~icechunk_prefect.runtime.cluster_timeout`).
 
     Example:
         ```python
@@ -143,12 +152,15 @@ class FlowDatasetWriter:
     resume: bool = True
     result_storage: ResultStorageLike | None = None
     checks: Sequence[Check] = ()
+    cluster_timeout: float | None = None
 
     fork: ForkSession | None = field(default=None, init=False, repr=False)
     plan: WritePlan | None = field(default=None, init=False)
     _ds: xr.Dataset = field(init=False, repr=False)
     _source: RepositorySource = field(init=False, repr=False)
     _lazy_forks: list[PrefectFuture[ForkSession]] = field(default_factory=list, init=False)
+    _lazy_calls: list[tuple[Any, dict[str, Any]]] = field(default_factory=list, init=False)
+    _reused_chunks: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, init=False)
     _lazy_runner: ThreadPoolTaskRunner[Any] | None = field(default=None, init=False, repr=False)
     _merged: ForkSession | None = field(default=None, init=False, repr=False)
     _validated: bool = field(default=False, init=False, repr=False)
@@ -180,16 +192,26 @@ class FlowDatasetWriter:
             # Create a missing repository here, so that the metadata step's cache key
             # sees the same tip (the first commit) in a first run and in its re-run.
             self._source.open_repository(create=True)
-        fork: ForkSession = self._cached(write_metadata_task, METADATA_CACHE_POLICY)(
-            self._source,
-            self.branch,
-            self._ds,
-            group=self.group,
-            mode=self.mode,
-            append_dim=self.append_dim,
-            region=self.region,
-            encoding=self.encoding,
-        )
+        call: dict[str, Any] = {
+            "repo": self._source,
+            "branch": self.branch,
+            "dataset": self._ds,
+            "group": self.group,
+            "mode": self.mode,
+            "append_dim": self.append_dim,
+            "region": self.region,
+            "encoding": self.encoding,
+        }
+        task = self._cached(write_metadata_task, METADATA_CACHE_POLICY)
+        state = task(**call, return_state=True)
+        fork: ForkSession = state.result()
+        if _reused(state):
+            problem = fork_problem(fork)
+            if problem is None:
+                self._note_reused(fork)
+            else:
+                _log_discarded("write metadata", problem)
+                fork = task.with_options(refresh_cache=True)(**call)
         self.fork = fork
         self.plan = plan_write(
             fork,
@@ -237,24 +259,26 @@ class FlowDatasetWriter:
         )
         runner = self._start_lazy_runner()
         if self.partitioned:
-            blocks = [
-                subset_variables(self._ds, p.variables).isel(p.source) for p in plan.partitions
+            task = self._cached(write_partition_task, WRITE_CACHE_POLICY)
+            self._lazy_calls = [
+                (
+                    task,
+                    {
+                        "fork": child,
+                        "dataset": subset_variables(self._ds, p.variables).isel(p.source),
+                        "partition": p,
+                        "group": plan.group,
+                        "cache_scope": scope,
+                        "cluster_timeout": self.cluster_timeout,
+                    },
+                )
+                for p in plan.partitions
             ]
-            futures: Any = runner.map(
-                self._cached(write_partition_task, WRITE_CACHE_POLICY),
-                {
-                    "fork": unmapped(child),
-                    "dataset": blocks,
-                    "partition": list(plan.partitions),
-                    "group": unmapped(plan.group),
-                    "cache_scope": unmapped(scope),
-                },
-            )
-            self._lazy_forks = list(futures)
         else:
-            self._lazy_forks = [
-                runner.submit(
-                    self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY),
+            task = self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY)
+            self._lazy_calls = [
+                (
+                    task,
                     {
                         "fork": child,
                         "dataset": subset_variables(self._ds, plan.lazy),
@@ -263,9 +287,11 @@ class FlowDatasetWriter:
                         "safe_chunks": self.safe_chunks,
                         "align_chunks": self.align_chunks,
                         "cache_scope": scope,
+                        "cluster_timeout": self.cluster_timeout,
                     },
                 )
             ]
+        self._lazy_forks = [runner.submit(t, params) for t, params in self._lazy_calls]
         return self._lazy_forks
 
     def _start_lazy_runner(self) -> ThreadPoolTaskRunner[Any]:
@@ -298,6 +324,7 @@ class FlowDatasetWriter:
                 if progress.failed:
                     for future in self._lazy_forks:
                         future.result()  # the first failed write raises its error
+                self._check_reused(labels)
             level: list[Any] = list(self._lazy_forks)
             while len(level) > self.merge_split_every:
                 runner = self._start_lazy_runner()
@@ -312,6 +339,35 @@ class FlowDatasetWriter:
         finally:
             self._stop_lazy_runner()
         return self._merged
+
+    def _check_reused(self, labels: Sequence[str]) -> None:
+        """Prove the forks reused from a failed run still readable (their base snapshot,
+        their chunks); write the partitions of those that are not again, now."""
+        reused = [i for i, f in enumerate(self._lazy_forks) if _reused(f.state)]
+        if not reused:
+            return
+        forks = [self._lazy_forks[i].result() for i in reused]
+        problems = check_reused_task(forks, label=f"{len(forks)} reused forks")
+        redo: list[int] = []
+        for i, fork, problem in zip(reused, forks, problems, strict=True):
+            if problem is None:
+                self._note_reused(fork)
+            else:
+                _log_discarded(f"write {labels[i]}", problem)
+                redo.append(i)
+        if not redo:
+            return
+        runner = self._start_lazy_runner()
+        for i in redo:
+            task, params = self._lazy_calls[i]
+            self._lazy_forks[i] = runner.submit(task.with_options(refresh_cache=True), params)
+        for i in redo:
+            self._lazy_forks[i].result()  # a failed rewrite raises its error
+
+    def _note_reused(self, fork: ForkSession) -> None:
+        """Remember the chunks of a reused fork: the commit proves them readable again."""
+        for path, coords in written_chunks(fork).items():
+            self._reused_chunks.setdefault(path, []).extend(coords)
 
     def validate(self, checks: Sequence[Check] | None = None) -> ForkSession:
         """The validation gate (a task): every planned chunk written, schema as the
@@ -357,6 +413,7 @@ class FlowDatasetWriter:
             metadata=meta,
             base_snapshot=plan.base_snapshot,
             key=key,
+            verify_chunks=self._reused_chunks or None,
         )
         result = WriteResult(
             snapshot_id=sid,
@@ -383,6 +440,20 @@ class FlowDatasetWriter:
         if self.plan is None or self.fork is None:
             raise RuntimeError("Call write_metadata() first.")
         return self.plan
+
+
+def _reused(state: Any) -> bool:
+    """Whether a task run's result came from a failed run's persisted results."""
+    return bool(state is not None and state.is_completed() and state.name == "Cached")
+
+
+def _log_discarded(step: str, problem: str) -> None:
+    observability.log_step(
+        step,
+        "the fork a failed run left cannot be reused (%s, e.g. garbage collection ran "
+        "since); writing it again",
+        problem,
+    )
 
 
 def _default_in_flight() -> int:

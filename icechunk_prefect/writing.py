@@ -536,6 +536,7 @@ def write_partition(
     group: str | None,
     *,
     client: Any | None = None,
+    cluster_timeout: float | None = None,
 ) -> ForkSession:
     """Write one partition (``dataset`` is already the partition's block) into a copy
     of ``fork``; return the fork that holds the writes.
@@ -554,14 +555,23 @@ def write_partition(
     them): compressed, they are a few bytes that Icechunk inlines in the manifest
     (no object is stored), and every chunk of the partition is then accounted for,
     so the validation gate can tell an empty chunk from a lost write.
+
+    While the cluster cannot run the partition (no workers, the scheduler gone) for
+    ``cluster_timeout`` seconds (see :func:`~icechunk_prefect.runtime.cluster_timeout`),
+    the wait ends with :class:`~icechunk_prefect.errors.ClusterUnavailableError`.
     """
     client = _cluster_client(client)
     if client is None:
         # A private copy, as a Dask task gets: concurrent partitions never share a fork.
         return _write_partition_here(pickle.loads(pickle.dumps(fork)), dataset, partition, group)
+    from icechunk_prefect.runtime import cluster_watchdog
+
     block = _Block.wrap(dataset)
     future = client.submit(_write_wrapped, fork, block, partition, group, pure=False)
-    written: ForkSession = future.result()
+    with cluster_watchdog(
+        client, what=f"partition {partition.label}", timeout=cluster_timeout, futures=[future]
+    ) as watch:
+        written: ForkSession = watch.result(future)
     return written
 
 
@@ -623,16 +633,26 @@ def write_lazy_graph(
     safe_chunks: bool = True,
     align_chunks: bool = False,
     client: Any | None = None,
+    cluster_timeout: float | None = None,
 ) -> ForkSession:
     """Hand the whole dask graph of the lazy variables to the cluster; merge into ``fork``.
 
     The graph runs on ``client`` (default: the flow's ``DaskTaskRunner`` client, see
     :func:`~icechunk_prefect.runtime.flow_dask_client`). Inside a Dask worker the
     task secedes (``distributed.worker_client``) so the graph runs on the same
-    cluster without holding a worker thread.
+    cluster without holding a worker thread. A cluster that cannot run the graph
+    for ``cluster_timeout`` seconds ends the wait as :func:`write_partition` does.
     """
+    from icechunk_prefect.runtime import cluster_watchdog
+
     sub = subset_variables(dataset, plan.lazy)
-    with _cluster(client):
+    client = _cluster_client(client)
+    watched = (
+        cluster_watchdog(client, what="the lazy graph", timeout=cluster_timeout)
+        if client is not None
+        else contextlib.nullcontext()
+    )
+    with watched, _cluster(client):
         to_icechunk(
             sub,
             fork,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def _instrumented(
         raise InputValidationError(f"injected permanent failure of block {loc}")
     if len(tries) < fail_times:
         raise RuntimeError(f"injected failure {len(tries) + 1} of block {loc} (pid {os.getpid()})")
+    if (d / f"hang-{loc}").exists():
+        # Hold the block (a partition in progress) until the test removes the file.
+        (d / f"hanging-{loc}-{os.getpid()}").touch()
+        deadline = time.monotonic() + 300
+        while (d / f"hang-{loc}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     if kill and (d / f"kill-{loc}").exists():
         (d / f"kill-{loc}").unlink()
         (d / f"killed-{loc}-{os.getpid()}").touch()
@@ -44,9 +51,11 @@ def instrument(
     """A copy of ``ds`` whose variable ``name`` records every block computation in ``folder``.
 
     ``fail_times``: each block raises on its first tries; a ``poison-<loc>`` file makes
-    block ``loc`` fail for good; with ``kill``, a ``kill-<loc>`` file makes the process
-    computing block ``loc`` SIGKILL itself once. The dask token is the same in every
-    process for the same arguments (so resume keys agree across runs).
+    block ``loc`` fail for good; a ``hang-<loc>`` file holds block ``loc`` (a
+    ``hanging-<loc>-<pid>`` file says so) until it is removed; with ``kill``, a
+    ``kill-<loc>`` file makes the process computing block ``loc`` SIGKILL itself once.
+    The dask token is the same in every process for the same arguments (so resume
+    keys agree across runs).
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = ds.copy()

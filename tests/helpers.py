@@ -106,3 +106,27 @@ def completed_task_runs(flow_run_id: object) -> list[str]:
         for st in states
         if st in ("Completed", "Cached")
     )
+
+
+def flow_run_logs(flow_run_id: object, contains: str = "", wait: float = 15.0) -> list[str]:
+    """Messages a flow run logged to the Prefect API (as the UI shows them). Logs are
+    shipped in batches: wait up to ``wait`` seconds for one that ``contains`` the text."""
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+        return [log.message for log in logs]
+
+    deadline = time.monotonic() + wait
+    while True:
+        messages = asyncio.run(read())
+        if any(contains in m for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)

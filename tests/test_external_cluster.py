@@ -8,11 +8,7 @@ through the Prefect API (the saved IcechunkRepository block).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,64 +18,15 @@ import pytest
 import xarray as xr
 
 from icechunk_prefect import DaskClusterConfig, IcechunkRepository, to_icechunk
+from tests.cluster_helpers import hand_started_cluster
 from tests.helpers import completed_task_runs, small_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(procs):
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
 def hand_made_cluster(tmp_path: Path) -> Iterator[str]:
     """``dask scheduler`` + two ``dask worker`` processes on loopback; yields the address."""
-    from distributed import Client
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "worker-prefect-home")  # no profile, no API URL
-    env["PYTHONPATH"] = str(ROOT)
-    scheduler_file = tmp_path / "scheduler.json"
-    logs = (tmp_path / "cluster.log").open("wb")
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                 "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                env=env, cwd=ROOT, stdout=logs, stderr=logs,
-            )
-        )  # fmt: skip
-        for _ in range(1200):
-            if scheduler_file.exists() and scheduler_file.stat().st_size:
-                break
-            if procs[0].poll() is not None:
-                raise RuntimeError("dask scheduler exited; see cluster.log")
-            time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
-        for i in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "distributed.cli.dask_worker", address,
-                     "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
-                     "--host", "127.0.0.1", "--name", f"hand-{i}"],
-                    env=env, cwd=ROOT, stdout=logs, stderr=logs,
-                )
-            )  # fmt: skip
-        with Client(address) as client:
-            client.wait_for_workers(2, timeout=300)
+    with hand_started_cluster(tmp_path) as (address, _):
         yield address
-    finally:
-        _stop(procs)
-        logs.close()
 
 
 def _worker_state() -> tuple[str | None, str | None, int]:

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
+from icechunk_prefect.errors import MaintenanceIncompleteError
 from icechunk_prefect.repository import RepositorySource, commit_lock, resolve_repository
 
 __all__ = ["MaintenanceReport", "maintain_repository", "run_maintenance"]
@@ -35,7 +36,15 @@ class MaintenanceReport(BaseModel):
     attributes_deleted: int = 0
     transaction_logs_deleted: int = 0
     bytes_deleted: int = 0
+    objects_failed_to_delete: int = 0
+    skipped_phases: list[str] = Field(default_factory=list)
+    delete_errors: list[str] = Field(default_factory=list)
     summary: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether garbage collection ran every phase and deleted all it meant to."""
+        return not self.skipped_phases and not self.objects_failed_to_delete
 
 
 def _expirable(repo: icechunk.Repository, older_than: dt.datetime) -> list[str]:
@@ -92,6 +101,9 @@ def run_maintenance(
             "bytes_deleted",
         )
     }
+    skipped = [str(p) for p in getattr(gc, "skipped_phases", None) or []]
+    failed = int(getattr(gc, "objects_failed_to_delete", 0) or 0)
+    errors = [str(e) for e in getattr(gc, "delete_errors", None) or []]
     verb = "would" if dry_run else "did"
     summary = (
         f"Maintenance of {source.describe()} ({'dry run' if dry_run else 'applied'}): "
@@ -100,11 +112,21 @@ def run_maintenance(
         f"{counts['manifests_deleted']} manifest(s), {counts['snapshots_deleted']} snapshot(s) "
         f"({counts['bytes_deleted']} bytes) unreferenced since before {gc_before:%Y-%m-%d %H:%M}."
     )
+    if skipped or failed:
+        summary += (
+            f" INCOMPLETE: {failed} object(s) could not be deleted"
+            + (f", phases skipped: {', '.join(skipped)}" if skipped else "")
+            + (f" (first error: {errors[0]})" if errors else "")
+            + "; they remain garbage for the next run."
+        )
     return MaintenanceReport(
         dry_run=dry_run,
         expire_before=expire_before,
         delete_unreferenced_before=gc_before,
         expired_snapshots=expired,
+        objects_failed_to_delete=failed,
+        skipped_phases=skipped,
+        delete_errors=errors,
         summary=summary,
         **counts,
     )
@@ -129,6 +151,11 @@ def maintain_repository(
             (they may belong to writes in progress).
         dry_run: Report what would be expired and deleted, change nothing.
 
+    Garbage collection that stops early (objects it could not delete, phases it
+    skipped) is not a success: the summary artifact says INCOMPLETE and the run
+    fails with :class:`~icechunk_prefect.errors.MaintenanceIncompleteError` (its
+    ``report`` holds the counts).
+
     Example:
         ```python
         import icechunk
@@ -145,15 +172,25 @@ def maintain_repository(
         keep_unreferenced_for=dt.timedelta(hours=keep_unreferenced_hours),
         dry_run=dry_run,
     )
+    status = "complete" if report.complete else "INCOMPLETE (garbage collection stopped early)"
     create_table_artifact(
         table=[
             {"what": k, "count": v}
             for k, v in report.model_dump().items()
-            if k.endswith("_deleted")
+            if k.endswith("_deleted") and not isinstance(v, list)
         ]
-        + [{"what": "expired_snapshots", "count": len(report.expired_snapshots)}],
+        + [
+            {"what": "expired_snapshots", "count": len(report.expired_snapshots)},
+            {"what": "objects_failed_to_delete", "count": report.objects_failed_to_delete},
+            {"what": "skipped_phases", "count": ", ".join(report.skipped_phases) or "none"},
+            {"what": "status", "count": status},
+        ],
         key="icechunk-maintenance",
         description=report.summary,
     )
-    get_run_logger().info(report.summary)
+    logger = get_run_logger()
+    if not report.complete:
+        logger.error(report.summary)
+        raise MaintenanceIncompleteError(report.summary, report=report)
+    logger.info(report.summary)
     return report
