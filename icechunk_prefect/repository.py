@@ -21,6 +21,12 @@ import icechunk
 
 from icechunk_prefect.errors import ConfigurationError
 
+if "ICECHUNK_LOG" not in os.environ:
+    # The local-filesystem "not safe for concurrent commits" warning is handled by
+    # commit_lock below; keep other warnings. (Every module that opens a repository
+    # imports this one.)
+    icechunk.set_logs_filter("icechunk_arrow_object_store=error,icechunk_storage=error,warn")
+
 __all__ = [
     "BLOCK_REFERENCE_PREFIX",
     "INITIAL_SNAPSHOT_ID",
