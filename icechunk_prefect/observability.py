@@ -37,6 +37,7 @@ from prefect.assets.core import MAX_ASSET_DESCRIPTION_LENGTH
 from prefect.types.names import MAX_ASSET_KEY_LENGTH, RESTRICTED_ASSET_CHARACTERS
 
 from icechunk_prefect import provenance
+from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.planning import WritePlan
 from icechunk_prefect.repository import RepositoryLike, resolve_repository
 from icechunk_prefect.sessions import IDEMPOTENCY_KEY, METADATA_PREFIX
@@ -718,7 +719,13 @@ def commit_history(
             print(rec.snapshot_id, rec.message, rec.flow_run_name, rec.partitions)
         ```
     """
-    repository = resolve_repository(repo).open_repository()
+    source = resolve_repository(repo)
+    repository = source.open_repository()
+    if branch not in repository.list_branches():
+        raise ConfigurationError(
+            f"Branch {branch!r} does not exist in {source.describe()} (branches: "
+            f"{sorted(repository.list_branches())}); pass one of them."
+        )
     out: list[CommitRecord] = []
     prefix = f"{METADATA_PREFIX}."
     for info in repository.ancestry(branch=branch):
