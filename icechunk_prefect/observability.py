@@ -545,7 +545,7 @@ def _record_materialization(key: str, metadata: dict[str, Any], label: str) -> s
 def materialize_commit(summary: CommitSummary) -> str:
     """Record the commit as a materialization of the dataset's Prefect asset; return its key.
 
-    Inside a flow run: a ``materialize <asset>`` task run (``prefect.assets.materialize``,
+    Inside a flow run: a ``materialize <branch>`` task run (``prefect.assets.materialize``,
     never cached, so a resumed run whose writes were cached still records it) emits
     ``prefect.asset.materialization.succeeded`` for :func:`asset_key`, related to the
     task run, the flow run and the deployment, with the snapshot id, parent, variables,

@@ -21,7 +21,12 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 
 from icechunk_prefect import LocalRepository, store_dask, to_icechunk
 from icechunk_prefect.caching import RESULT_STORAGE_ENV
-from icechunk_prefect.observability import ASSET_MATERIALIZED_BY, asset_key
+from icechunk_prefect.observability import (
+    ASSET_MATERIALIZED_BY,
+    asset_key,
+    report_commit,
+    summarize_commit,
+)
 from tests.fault_helpers import instrument, task_states
 from tests.helpers import history, small_dataset
 
@@ -152,3 +157,16 @@ def test_resumed_run_records_the_materialization(
     assert event.payload["snapshot_id"] == state.result()
     assert event.payload["partitions"] == 4
     assert f"prefect.flow-run.{state.state_details.flow_run_id}" in _related(event, "flow-run")
+
+
+def test_commit_reported_outside_a_run_materializes(repo_path):
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(repo_path))
+    s = repo.writable_session("main")
+    zarr.create_array(s.store, name="v", shape=(4,), chunks=(2,), dtype="i4")[:] = 3
+    sid = s.commit("by hand")
+    report_commit(summarize_commit(repo_path, "main", sid, variables=["v"], bytes_written=16))
+    [event] = _materializations(asset_key(f"file://{repo_path}", "main"), 1)
+    assert event.payload["snapshot_id"] == sid
+    assert event.payload["chunks_written"] == 2
+    assert _related(event, "asset-materialized-by") == {ASSET_MATERIALIZED_BY}
+    assert not _related(event, "flow-run")
