@@ -64,6 +64,13 @@ class IcechunkRepository(Block):
     _block_type_name: ClassVar[str | None] = "Icechunk Repository"
     _block_type_slug: ClassVar[str | None] = "icechunk-repository"
     _documentation_url: ClassVar[HttpUrl | None] = HttpUrl("https://icechunk.io/en/latest/storage/")
+    # The Icechunk logo (the icechunk.io docs' favicon, 96 x 96), pinned to a commit so the
+    # file behind the URL never changes.
+    _logo_url: ClassVar[HttpUrl | None] = HttpUrl(
+        "https://raw.githubusercontent.com/earth-mover/icechunk/"
+        "d09b1fd46141410def4566fdc5ba00f5a61139f4/icechunk-python/docs/docs/assets/favicon/"
+        "favicon-96x96.png"
+    )
     _description: ClassVar[str | None] = (
         "Where an Icechunk repository lives (local path, S3 or S3-compatible, GCS, Azure), "
         "its credentials and write options. Credentials are resolved on the workers."

@@ -1,14 +1,25 @@
-"""The ``icechunk-prefect`` command line."""
+"""The ``icechunk-prefect`` command line.
+
+Bad input (an unknown branch, a path that is no repository, an invalid option value)
+ends with one line on stderr, ``error: <what was wrong, the value seen, what to do>``,
+and exit code 2, never a traceback: usage errors, the package's own errors
+(:mod:`icechunk_prefect.errors`) and Icechunk's errors are converted here, at the
+command line's boundary. Icechunk's own warnings are silenced unless ``ICECHUNK_LOG``
+is set.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -20,8 +31,67 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
+
+BAD_INPUT = 2
+"""Exit code of every command refusing its input."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (Icechunk's: its first paragraph, not the Rust trace)."""
+    text = str(exc).split("\n\ncontext:", 1)[0]
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _fail(message: str, code: int = BAD_INPUT) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _OneLineErrors(TyperGroup):
+    """Ends bad input with one ``error: ...`` line on stderr and exit code 2 (module doc)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(
+                args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
+        import icechunk
+
+        from icechunk_prefect.errors import IcechunkPrefectError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:
+            _fail("aborted.", 1)
+        except typer.TyperException as exc:  # usage errors (typer's own click)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help
+                return super().main(
+                    args, prog_name, complete_var, True, windows_expand_args, **extra
+                )
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(" ".join(exc.format_message().split()) + where, exc.exit_code)
+        except IcechunkPrefectError as exc:
+            _fail(_one_line(exc))
+        except icechunk.IcechunkError as exc:
+            _fail(
+                f"Icechunk refused: {_one_line(exc)} ({type(exc).__name__}; check the repository "
+                f"given: it must be readable by icechunk {icechunk.__version__})."
+            )
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="Distributed, transactional writes into Icechunk with Prefect and Dask.",
     no_args_is_help=True,
     add_completion=False,
@@ -32,6 +102,50 @@ console = Console()
 @app.callback()
 def _main() -> None:
     """Distributed, transactional writes into Icechunk with Prefect and Dask."""
+    if "ICECHUNK_LOG" not in os.environ:
+        import icechunk
+
+        icechunk.set_logs_filter("error")  # e.g. local storage's concurrency warning
+
+
+def _day(value: str | None, option: str) -> date | None:
+    """``--start`` / ``--end``: an ISO date, or a usage error saying so."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not a date ({exc}); give YYYY-MM-DD, e.g. 2024-03-01.",
+            param_hint=option,
+        ) from exc
+
+
+def _source(text: str) -> Any:
+    """``--source``: JSON describing a source, checked against the source models."""
+    from pydantic import ValidationError
+
+    from icechunk_prefect.sources import as_source
+
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not JSON ({exc.msg} at character {exc.pos}); give e.g. "
+            '\'{"kind": "netcdf", "folder": "/data"}\'.',
+            param_hint="--source",
+        ) from exc
+    try:
+        as_source(config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "source"
+        raise typer.BadParameter(
+            f"{text!r} is not a valid source: {where}: {first['msg']}. Kinds: synthetic, "
+            "netcdf (folder=...), import (path='module:attr').",
+            param_hint="--source",
+        ) from exc
+    return config
 
 
 @app.command()
@@ -40,11 +154,11 @@ def demo(
         Path | None,
         typer.Option(help="Repository folder (default: a new temporary folder)."),
     ] = None,
-    days: Annotated[int, typer.Option(help="Time steps (daily).")] = 365,
-    nlat: Annotated[int, typer.Option(help="Latitudes.")] = 180,
-    nlon: Annotated[int, typer.Option(help="Longitudes.")] = 360,
+    days: Annotated[int, typer.Option(min=1, help="Time steps (daily).")] = 365,
+    nlat: Annotated[int, typer.Option(min=1, help="Latitudes.")] = 180,
+    nlon: Annotated[int, typer.Option(min=1, help="Longitudes.")] = 360,
     variables: Annotated[int, typer.Option(min=1, max=4, help="Number of variables (1-4).")] = 3,
-    time_chunk: Annotated[int, typer.Option(help="Time steps per Zarr chunk.")] = 10,
+    time_chunk: Annotated[int, typer.Option(min=1, help="Time steps per Zarr chunk.")] = 10,
     workers: Annotated[int, typer.Option(min=1, help="Local Dask worker processes.")] = 2,
     partition_mb: Annotated[int, typer.Option(min=1, help="Target partition size, MB.")] = 64,
     whole_graph: Annotated[
@@ -64,6 +178,8 @@ def demo(
     from icechunk_prefect.synthetic import VARIABLES, expected_values, synthetic_climate
 
     repo_path = path or Path(tempfile.mkdtemp(prefix="icechunk-prefect-demo-"))
+    # Refuse a file or a folder holding something else before starting Prefect and Dask.
+    LocalRepository(str(repo_path)).open_repository(create=True)
     names = list(VARIABLES)[:variables]
     ds = synthetic_climate(
         periods=days, nlat=nlat, nlon=nlon, variables=names, time_chunk=time_chunk
@@ -140,44 +256,38 @@ def demo(
 
 @app.command()
 def plan(
-    operation: Annotated[str, typer.Argument(help="append or backfill.")],
-    repository: Annotated[str, typer.Argument(help="Repository path.")],
+    operation: Annotated[Literal["append", "backfill"], typer.Argument(help="The flow.")],
+    repository: Annotated[
+        str, typer.Argument(help="Repository path, or icechunk-repository/<saved block name>.")
+    ],
     source: Annotated[
         str, typer.Option(help='Source as JSON, e.g. \'{"kind": "netcdf", "folder": "/data"}\'.')
     ] = '{"kind": "synthetic"}',
     start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
     end: Annotated[str | None, typer.Option(help="Last day, included (YYYY-MM-DD).")] = None,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables.")] = None,
-    on_gap: Annotated[str, typer.Option(help="append: error or fill.")] = "error",
-    partition_size: Annotated[int | None, typer.Option(help="Time steps per task.")] = None,
+    on_gap: Annotated[
+        Literal["error", "fill"], typer.Option(help="append: error or fill.")
+    ] = "error",
+    partition_size: Annotated[int | None, typer.Option(min=1, help="Time steps per task.")] = None,
     branch: Annotated[str, typer.Option(help="Branch.")] = "main",
     group: Annotated[str | None, typer.Option(help="Group of the dataset.")] = None,
 ) -> None:
     """Print what an append or backfill would write, without writing anything."""
-    import json
-    from datetime import date
-
-    from icechunk_prefect.errors import IcechunkPrefectError
     from icechunk_prefect.operations.preview import preview
 
-    if operation not in ("append", "backfill"):
-        raise typer.BadParameter(f"operation must be append or backfill, got {operation!r}.")
-    try:
-        result = preview(
-            operation,  # type: ignore[arg-type]
-            repository,
-            json.loads(source),
-            start=date.fromisoformat(start) if start else None,
-            end=date.fromisoformat(end) if end else None,
-            variables=variables.split(",") if variables else None,
-            on_gap=on_gap,  # type: ignore[arg-type]
-            branch=branch,
-            group=group,
-            partition_size=partition_size,
-        )
-    except IcechunkPrefectError as exc:
-        console.print(f"[red]refused[/]: {exc}")
-        raise typer.Exit(2) from exc
+    result = preview(
+        operation,
+        repository,
+        _source(source),
+        start=_day(start, "--start"),
+        end=_day(end, "--end"),
+        variables=variables.split(",") if variables else None,
+        on_gap=on_gap,
+        branch=branch,
+        group=group,
+        partition_size=partition_size,
+    )
     table = Table(title=f"{operation} plan ({result.extent})")
     for col in ("partition", "positions", "first", "last", "steps", "variables"):
         table.add_column(col)
@@ -236,18 +346,10 @@ def history(
     For commits made by icechunk-prefect: the flow run (name and id), its
     parameters, the number of partitions, the variables and region written.
     """
-    from icechunk_prefect.errors import IcechunkPrefectError
     from icechunk_prefect.observability import commit_history
 
     out = Console()  # reads COLUMNS now (not at import)
-    try:
-        records = commit_history(repo, branch, limit=limit)
-    except IcechunkPrefectError as exc:
-        out.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    except ValueError as exc:  # icechunk: unknown branch, etc.
-        out.print(f"[red]error:[/] cannot list branch {branch!r} of {repo!r}: {exc}")
-        raise typer.Exit(2) from exc
+    records = commit_history(repo, branch, limit=limit)
     if as_json:
         for rec in records:
             typer.echo(json.dumps(rec.to_dict(), sort_keys=True))

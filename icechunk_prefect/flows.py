@@ -404,5 +404,17 @@ def store_dask(
         partitions=len(futures),
         bytes_written=int(sum(math.prod(s.shape) * s.dtype.itemsize for s in sources)),
         seconds=time.monotonic() - started,
+        group=_common_group(targets),
     )
     return sid
+
+
+def _common_group(targets: Sequence[str]) -> str | None:
+    """The deepest group holding every target array (``None``: the root)."""
+    parents = [[p for p in t.split("/") if p][:-1] for t in targets]
+    common: list[str] = []
+    for parts in zip(*parents, strict=False):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return "/".join(common) or None

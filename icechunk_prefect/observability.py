@@ -10,6 +10,10 @@
   variables, region, partitions, chunks and bytes written, duration), a one-line
   log and a Prefect event (:data:`COMMIT_EVENT`) whose resource is the
   repository's branch, so that automations can trigger downstream flows.
+- :func:`materialize_commit`: the same commit as a Prefect *asset materialization*
+  of the dataset (:func:`asset_key`: repository, branch and group), carrying the
+  snapshot id and what was written as metadata; every later commit (append,
+  backfill) materializes the same asset again.
 - :func:`commit_history`: a branch's commits with the run metadata each carries
   (what ``icechunk-prefect history`` prints).
 """
@@ -28,7 +32,12 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import xarray as xr
+from prefect.assets import Asset, AssetProperties
+from prefect.assets.core import MAX_ASSET_DESCRIPTION_LENGTH
+from prefect.types.names import MAX_ASSET_KEY_LENGTH, RESTRICTED_ASSET_CHARACTERS
 
+from icechunk_prefect import provenance
+from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.planning import WritePlan
 from icechunk_prefect.repository import RepositoryLike, resolve_repository
 from icechunk_prefect.sessions import IDEMPOTENCY_KEY, METADATA_PREFIX
@@ -37,16 +46,19 @@ if TYPE_CHECKING:
     from icechunk_prefect.writer import WriteResult
 
 __all__ = [
+    "ASSET_MATERIALIZED_BY",
     "COMMIT_EVENT",
     "CommitRecord",
     "CommitSummary",
     "ProgressTracker",
+    "asset_key",
     "commit_history",
     "commit_resource_id",
     "emit_commit_event",
     "format_bytes",
     "log_plan",
     "log_step",
+    "materialize_commit",
     "progress_listener",
     "publish_commit",
     "report_commit",
@@ -273,6 +285,7 @@ class CommitSummary:
     seconds: float
     flow_run_id: str | None = None
     flow_run_name: str | None = None
+    group: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (the event payload)."""
@@ -315,11 +328,13 @@ def summarize_commit(
     partitions: int | None = None,
     bytes_written: int | None = None,
     seconds: float = 0.0,
+    group: str | None = None,
 ) -> CommitSummary:
     """Read back what commit ``snapshot_id`` changed (its diff to its parent) and summarize it.
 
     ``bytes_written`` is the uncompressed size of the data the run wrote (the
-    caller knows it; the repository does not record it).
+    caller knows it; the repository does not record it). ``group`` is the group
+    of the dataset written (``None``: the root group).
 
     Example:
         ```python
@@ -362,6 +377,7 @@ def summarize_commit(
         seconds=round(float(seconds), 3),
         flow_run_id=meta.get(f"{METADATA_PREFIX}.flow_run_id"),
         flow_run_name=meta.get(f"{METADATA_PREFIX}.flow_run_name"),
+        group=_group_path(group) or None,
     )
 
 
@@ -376,6 +392,7 @@ def summary_markdown(summary: CommitSummary) -> str:
     rows = [
         ("repository", f"`{summary.repository}`"),
         ("branch", f"`{summary.branch}`"),
+        ("group", f"`/{summary.group or ''}`"),
         ("snapshot", f"`{summary.snapshot_id}`"),
         ("parent", f"`{summary.parent_snapshot_id}`"),
         ("message", summary.message.replace("|", "\\|").replace("\n", " ")),
@@ -386,6 +403,7 @@ def summary_markdown(summary: CommitSummary) -> str:
         ("bytes written", size),
         ("duration", f"{summary.seconds:.1f} s"),
         ("flow run", run),
+        ("asset", f"`{asset_key(summary.repository, summary.branch, summary.group)}`"),
     ]
     lines = [f"### Icechunk commit `{summary.snapshot_id}`", "", "| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows]
@@ -423,8 +441,156 @@ def emit_commit_event(summary: CommitSummary) -> Any:
     )
 
 
+# ------------------------------------------------------------------ assets
+
+ASSET_MATERIALIZED_BY = "icechunk-prefect"
+"""The tool named as the materializer of the assets (``prefect.asset.materialized-by``)."""
+
+_KEY_SAFE = re.compile("[" + re.escape("".join(RESTRICTED_ASSET_CHARACTERS)) + "]")
+_DESCRIBED = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*?)"
+    r"(?: \(endpoint (?P<endpoint>[^)]*)\))?$"
+)
+
+
+def _group_path(group: str | None) -> str:
+    """``None``, ``""``, ``"/"`` -> ``""``; ``"/ocean/surface/"`` -> ``"ocean/surface"``."""
+    return "/".join(p for p in (group or "").split("/") if p)
+
+
+def asset_key(repository: str, branch: str, group: str | None = None) -> str:
+    """The Prefect asset key of a dataset: ``icechunk://<storage>/<location>@<branch>[/<group>]``.
+
+    ``repository`` is the source's ``describe()`` (it holds no secret):
+    ``file:///data/climate.icechunk`` on branch ``main``, root group, gives
+    ``icechunk://file/data/climate.icechunk@main``; ``s3://bucket/prefix`` with an
+    endpoint ``http://minio:9000`` and group ``ocean`` gives
+    ``icechunk://s3+minio:9000/bucket/prefix@main/ocean``. Characters Prefect
+    refuses in asset keys (spaces, ``%``, ``#``, ...) become ``_``; a key longer than
+    Prefect's limit keeps its start and ends with a hash of the whole.
+
+    Example:
+        ```python
+        from icechunk_prefect.observability import asset_key
+
+        assert asset_key("file:///data/climate.icechunk", "main") == (
+            "icechunk://file/data/climate.icechunk@main"
+        )
+        ```
+    """
+    import hashlib
+    from urllib.parse import urlsplit
+
+    found = _DESCRIBED.match(repository)
+    if found:
+        storage = found["scheme"].lower()
+        location = found["rest"].strip("/")
+        if found["endpoint"]:
+            host = urlsplit(found["endpoint"].strip()).netloc.rpartition("@")[2]
+            storage += f"+{host.lower()}" if host else ""
+    else:  # a RepositorySource describing itself some other way
+        storage, location = "repo", repository.strip("/")
+    group_part = _group_path(group)
+    key = f"icechunk://{storage}/{location}@{branch}" + (f"/{group_part}" if group_part else "")
+    key = _KEY_SAFE.sub("_", key)
+    if len(key) > MAX_ASSET_KEY_LENGTH:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        key = key[: MAX_ASSET_KEY_LENGTH - len(digest) - 1] + "~" + digest
+    return key
+
+
+def _asset(summary: CommitSummary) -> Asset:
+    key = asset_key(summary.repository, summary.branch, summary.group)
+    where = summary.repository.rstrip("/").rsplit("/", 1)[-1] or summary.repository
+    group = f"/{summary.group or ''}"
+    return Asset(
+        key=key,
+        properties=AssetProperties(
+            name=f"{where}@{summary.branch}" + (group if summary.group else ""),
+            description=(
+                f"Icechunk dataset: group {group} on branch {summary.branch} of "
+                f"{summary.repository}, written by icechunk-prefect."
+            )[:MAX_ASSET_DESCRIPTION_LENGTH],
+        ),
+    )
+
+
+def _asset_metadata(summary: CommitSummary) -> dict[str, Any]:
+    return {
+        "snapshot_id": summary.snapshot_id,
+        "parent_snapshot_id": summary.parent_snapshot_id,
+        "repository": summary.repository,
+        "branch": summary.branch,
+        "group": f"/{summary.group or ''}",
+        "message": summary.message,
+        "variables": summary.variables,
+        "region": summary.region,
+        "partitions": summary.partitions,
+        "chunks_written": summary.chunks_written,
+        "arrays_written": summary.arrays_written,
+        "bytes_written": summary.bytes_written,
+        "seconds": summary.seconds,
+        "flow_run_id": summary.flow_run_id,
+        "flow_run_name": summary.flow_run_name,
+    }
+
+
+def _record_materialization(key: str, metadata: dict[str, Any], label: str) -> str:
+    from prefect.assets import add_asset_metadata
+
+    add_asset_metadata(key, metadata)
+    return key
+
+
+def materialize_commit(summary: CommitSummary) -> str:
+    """Record the commit as a materialization of the dataset's Prefect asset; return its key.
+
+    Inside a flow run: a ``materialize <branch>`` task run (``prefect.assets.materialize``,
+    never cached, so a resumed run whose writes were cached still records it) emits
+    ``prefect.asset.materialization.succeeded`` for :func:`asset_key`, related to the
+    task run, the flow run and the deployment, with the snapshot id, parent, variables,
+    region, partitions, chunks and bytes written as metadata (the event payload).
+    Outside a run the same event is emitted directly. Every commit to the same
+    repository, branch and group materializes the same asset again.
+    """
+    asset = _asset(summary)
+    metadata = provenance.jsonable(_asset_metadata(summary))
+    if _in_flow_run():
+        from prefect.assets import materialize
+        from prefect.cache_policies import NO_CACHE
+
+        task = materialize(
+            asset,
+            by=ASSET_MATERIALIZED_BY,
+            name="materialize",
+            task_run_name="materialize {label}",
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )(_record_materialization)
+        label = f"{summary.branch}" + (f"/{summary.group}" if summary.group else "")
+        task(asset.key, metadata, label)
+    else:
+        from prefect.context import AssetContext
+        from prefect.events import emit_event
+
+        emit_event(
+            event="prefect.asset.materialization.succeeded",
+            resource=AssetContext.asset_as_resource(asset),
+            related=[AssetContext.related_materialized_by(ASSET_MATERIALIZED_BY)],
+            payload=metadata,
+        )
+    return asset.key
+
+
+def _in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
 def report_commit(summary: CommitSummary, *, artifact_key: str | None = None) -> UUID | None:
-    """Publish a commit: one log line, the summary artifact (inside a run) and the event.
+    """Publish a commit: one log line, the summary artifact (inside a run), the commit event
+    and the dataset's asset materialization (:func:`materialize_commit`).
 
     The artifact's key defaults to ``icechunk-commit-<branch>``. Returns the
     artifact id (None outside a run). Failures to publish are logged, never raised:
@@ -450,6 +616,10 @@ def report_commit(summary: CommitSummary, *, artifact_key: str | None = None) ->
         emit_commit_event(summary)
     except Exception as exc:
         _log.warning("could not emit the commit event: %s", exc)
+    try:
+        materialize_commit(summary)
+    except Exception as exc:
+        _log.warning("could not record the asset materialization: %s", exc)
     return artifact_id
 
 
@@ -505,6 +675,7 @@ def report_writer_commit(
         partitions=len(result.plan.partitions),
         bytes_written=written_bytes(dataset, result.plan),
         seconds=result.seconds,
+        group=result.plan.group,
     )
 
 
@@ -548,7 +719,13 @@ def commit_history(
             print(rec.snapshot_id, rec.message, rec.flow_run_name, rec.partitions)
         ```
     """
-    repository = resolve_repository(repo).open_repository()
+    source = resolve_repository(repo)
+    repository = source.open_repository()
+    if branch not in repository.list_branches():
+        raise ConfigurationError(
+            f"Branch {branch!r} does not exist in {source.describe()} (branches: "
+            f"{sorted(repository.list_branches())}); pass one of them."
+        )
     out: list[CommitRecord] = []
     prefix = f"{METADATA_PREFIX}."
     for info in repository.ancestry(branch=branch):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import email.message
+import hashlib
+import io
 import os
 import pickle
+import re
 import subprocess
 import sys
+import urllib.request
+import urllib.response
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import icechunk
@@ -31,10 +39,52 @@ def _name(prefix: str = "repo") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+# The block's logo, as stored in the icechunk repository at the commit its URL pins: git blob
+# id of the file (this machine has no network, so the suite's logo check reads this copy).
+LOGO_COPY = Path(__file__).parent / "data" / "icechunk-logo-96.png"
+LOGO_BLOB = "fee83510f9d03123d5dd1531d853b5869ff2f4f9"
+
+
+class _PinnedLogoHandler(urllib.request.BaseHandler):
+    """Answers ``urlopen`` of the block's (commit-pinned, immutable) logo URL from LOGO_COPY;
+    every other https URL goes to the real network."""
+
+    handler_order = 100  # before urllib's HTTPSHandler
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        if req.full_url != str(IcechunkRepository._logo_url):
+            return None
+        body = LOGO_COPY.read_bytes()
+        headers = email.message.Message()
+        headers["Content-Type"] = "image/png"
+        headers["Content-Length"] = str(len(body))
+        response = urllib.response.addinfourl(io.BytesIO(body), headers, req.full_url, 200)
+        response.msg = "OK"  # type: ignore[attr-defined]
+        return response
+
+
 class TestStandardSuite(BlockStandardTestSuite):
     @pytest.fixture
     def block(self) -> type[IcechunkRepository]:
         return IcechunkRepository
+
+    @pytest.fixture(autouse=True)
+    def _logo_offline(self) -> Iterator[None]:
+        body = LOGO_COPY.read_bytes()
+        blob = hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
+        assert blob == LOGO_BLOB, "tests/data/icechunk-logo-96.png is not the pinned logo"
+        urllib.request.install_opener(urllib.request.build_opener(_PinnedLogoHandler()))
+        try:
+            yield
+        finally:
+            urllib.request.install_opener(None)  # type: ignore[arg-type]
+
+
+def test_logo_url_is_the_pinned_icechunk_logo():
+    url = str(IcechunkRepository._logo_url)
+    assert url.startswith("https://raw.githubusercontent.com/earth-mover/icechunk/")
+    assert re.search(r"/[0-9a-f]{40}/", url), "pin the logo to a commit, not a branch"
+    assert url.endswith("/favicon-96x96.png")
 
 
 def test_block_is_a_repository_source_and_exported():

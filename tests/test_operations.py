@@ -300,5 +300,5 @@ def test_cli_plan_prints_partitions_and_refuses(repo_path):
         terminal_width=200,
     )
     assert bad.exit_code == 2
-    assert "refused" in bad.output and "chunk" in bad.output
+    assert bad.stderr.startswith("error: ") and "chunk" in bad.stderr
     assert repo.lookup_branch("main") == tip

@@ -60,7 +60,10 @@ def preview(
         )
         return plan
     if start is None or end is None:
-        raise InputValidationError("A backfill plan needs both start and end dates.")
+        raise InputValidationError(
+            f"A backfill plan needs both start and end dates (seen start={start}, end={end}); "
+            "give both (YYYY-MM-DD, --start and --end on the command line)."
+        )
     plan, _ = prepare_backfill(
         repo,
         src,
