@@ -328,7 +328,7 @@ class FlowDatasetWriter:
         self._merged = validate_task(
             merged,
             covered,
-            expected_schema(self._ds),
+            expected_schema(self._ds, self.encoding),
             list(self.checks if checks is None else checks),
         )
         self._validated = True
