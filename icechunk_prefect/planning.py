@@ -172,10 +172,14 @@ def resolve_region(
                     f"Region names dimension {dim!r}, which the dataset does not have "
                     f"(its dimensions: {sorted(sizes)})."
                 )
-            if sel == "auto":
+            if isinstance(sel, str) and sel == "auto":
                 out[dim] = _auto_region(ds, group, dim)
             else:
-                assert isinstance(sel, slice)
+                if not isinstance(sel, slice):
+                    raise RegionError(
+                        f"Region for {dim!r} is {sel!r} ({type(sel).__name__}); give a slice "
+                        "of positions or 'auto'."
+                    )
                 if sel.step not in (None, 1):
                     raise RegionError(f"Region for {dim!r} has step {sel.step}; only 1 works.")
                 start = int(sel.start or 0)
@@ -190,6 +194,12 @@ def resolve_region(
 
 
 def _auto_region(ds: xr.Dataset, group: zarr.Group, dim: str) -> slice:
+    """The positions of ``ds``'s ``dim`` values in the store (as xarray finds them).
+
+    A dimension without a coordinate variable covers its whole extent from 0.
+    """
+    if dim not in ds.variables:
+        return slice(0, int(ds.sizes[dim]))
     if dim not in ds.indexes or dim not in group:
         raise RegionError(
             f"region='auto' for {dim!r} needs a coordinate {dim!r} in both the dataset and "
