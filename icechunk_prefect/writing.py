@@ -43,6 +43,7 @@ from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
     DuplicateStepsError,
+    IcechunkPrefectError,
     InputValidationError,
     RegionError,
     SchemaMismatchError,
@@ -110,6 +111,11 @@ def stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
         return tuple(str(n) for n in names)
     attr = arr.attrs.get("_ARRAY_DIMENSIONS")
     return tuple(attr) if isinstance(attr, list) else None  # type: ignore[arg-type]
+
+
+def _dims_of(group: zarr.Group, name: str) -> tuple[str, ...]:
+    arr = group[name]
+    return (stored_dims(arr) or ()) if isinstance(arr, zarr.Array) else ()
 
 
 def _validate_against_store(
@@ -298,7 +304,7 @@ def write_metadata(
         )
     fork = repository.writable_session(branch).fork()
     existing = _open_group(fork.store, group)
-    if concrete in ("a", "a-", "r+") and existing is None and (append_dim or region):
+    if existing is None and (concrete == "r+" or (concrete in ("a", "a-") and append_dim)):
         raise ConfigurationError(
             f"Group {group or '/'!r} does not exist on branch {branch!r}: nothing to "
             f"{'append to' if append_dim else 'rewrite'}. Create the dataset first."
@@ -308,7 +314,10 @@ def write_metadata(
             f"Group {group or '/'!r} on branch {branch!r} already holds arrays and mode is "
             "'w-' (create only). Pass mode='w' to overwrite, or append_dim / region to update."
         )
+    template = lazy_template(dataset, encoding)
+    resolved: dict[str, slice] | None = None
     if existing is not None and concrete != "w":
+        _check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
         region_dims: set[str] = set()
         if region is not None:
             region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
@@ -318,22 +327,117 @@ def write_metadata(
             fork.store,
             group,
             append_dim=append_dim,
-            region_dims={str(d) for d in region_dims},
+            region_dims=region_dims,
         )
-    if concrete == "r+":
-        return fork  # arrays exist; metadata is left as it is
-    lazy_template(dataset).to_zarr(
-        fork.store,
-        group=group,
-        mode=concrete,
-        append_dim=append_dim,
-        encoding=dict(encoding or {}),
-        compute=False,
-        consolidated=False,
-        zarr_format=3,
-        safe_chunks=False,
-    )
+        if region is not None:
+            # The slices of the region dimensions; index variables are not rewritten.
+            full = resolve_region(
+                dataset, existing, append_dim=None, region=region, appended_from={}
+            )
+            check_region_bounds(full, existing, dataset)
+            resolved = {d: full[d] for d in region_dims}
+            template = template.drop_vars([str(n) for n in dataset.indexes])
+    with _refusals("The metadata step (creating the arrays)"):
+        template.to_zarr(
+            fork.store,
+            group=group,
+            mode=concrete,
+            append_dim=append_dim,
+            region=resolved,
+            encoding={k: template.variables[k].encoding for k in encoding or {}},
+            compute=False,
+            consolidated=False,
+            zarr_format=3,
+            safe_chunks=False,
+        )
     return fork
+
+
+# What xarray, Zarr and NumPy raise when they refuse a dataset or an argument.
+_REFUSALS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    NotImplementedError,
+    zarr.errors.BaseZarrError,
+)
+
+
+@contextlib.contextmanager
+def _refusals(step: str) -> Iterator[None]:
+    """Re-raise what xarray/Zarr refuse in ``step`` as :class:`InputValidationError`
+    (the package's own errors pass through)."""
+    try:
+        yield
+    except IcechunkPrefectError:
+        raise
+    except _REFUSALS as exc:
+        raise InputValidationError(
+            f"{step} was refused by xarray/Zarr ({type(exc).__name__}: {exc}). Nothing was "
+            "committed. Fix the dataset or the arguments (icechunk.xarray.to_icechunk "
+            "refuses the same input)."
+        ) from exc
+
+
+def _check_like_to_zarr(
+    ds: xr.Dataset,
+    group: zarr.Group,
+    mode: WriteMode,
+    region: Mapping[str, slice | str] | str | None,
+    encoding: Mapping[str, Any] | None,
+    group_path: str | None,
+    append_dim: str | None,
+) -> None:
+    """The refusals of ``to_zarr`` into an existing group, with this package's errors."""
+    where = f"group {group_path or '/'!r}"
+    stored = set(group.array_keys())
+    if isinstance(region, str) and region != "auto":
+        raise RegionError(
+            f"region must be 'auto' or a mapping of dimension names to slices, got {region!r}."
+        )
+    if region is not None:
+        keys = set(map(str, ds.dims)) if isinstance(region, str) else set(map(str, region))
+        unrelated = [str(n) for n, v in ds.variables.items() if not keys & set(map(str, v.dims))]
+        if unrelated:
+            raise RegionError(
+                f"Variables {unrelated} have no dimension of the region {sorted(keys)}: a region "
+                "write rewrites only data along the region. Drop them first "
+                f"(ds.drop_vars({unrelated!r}))."
+            )
+    given = sorted(str(k) for k in encoding or {} if str(k) in stored)
+    if given:
+        raise InputValidationError(
+            f"encoding is given for {given}, which already exist in {where}: existing arrays "
+            "keep their stored encoding (as with to_zarr). Drop those encoding entries, or "
+            "rewrite the whole dataset with mode='w'."
+        )
+    if mode == "r+":
+        indexes = set(map(str, ds.indexes)) if region is not None else set()
+        new = sorted(str(n) for n in ds.variables if str(n) not in stored | indexes)
+        if new:
+            raise SchemaMismatchError(
+                f"Variables {new} do not exist in {where}, and mode='r+' only rewrites existing "
+                "arrays. Create them first (mode='a'), or drop them from the dataset."
+            )
+    if append_dim is not None and stored:
+        dims = {d for n in stored if (d_ := _dims_of(group, n)) for d in d_}
+        if append_dim not in dims:
+            raise SchemaMismatchError(
+                f"append_dim {append_dim!r} is not a dimension of the arrays in {where} "
+                f"(their dimensions: {sorted(dims)}). Append along one of those, or write the "
+                "new dimension with mode='w'."
+            )
+        new = sorted(
+            str(n) for n, v in ds.variables.items() if append_dim in v.dims and str(n) not in stored
+        )
+        if new:
+            raise SchemaMismatchError(
+                f"Variables {new} along {append_dim!r} do not exist in {where}: appending would "
+                f"create them holding only the appended steps, shorter than the stored "
+                f"{append_dim!r} (a store that cannot be read back). Create them over the whole "
+                f"{append_dim!r} first (mode='a' without append_dim), or drop them."
+            )
 
 
 def plan_write(
@@ -386,7 +490,9 @@ def plan_write(
         for name in eager:
             dims = set(map(str, dataset.variables[name].dims))
             is_region_index = name in dims and name in write_dims and name != append_dim
-            if not (dims & write_dims) or is_region_index:
+            # Unchanged variables already stored (checked in the metadata step) are left;
+            # new ones (their arrays were just created, empty) are written.
+            if is_region_index or (not (dims & write_dims) and _holds_data(grp, name)):
                 skip.append(name)
         if region is not None:
             for name in skip:
@@ -426,6 +532,12 @@ def plan_write(
     )
 
 
+def _holds_data(group: zarr.Group, name: str) -> bool:
+    """Whether the stored array ``name`` has any chunk written (before this write)."""
+    arr = group.get(name)
+    return isinstance(arr, zarr.Array) and (arr.ndim == 0 or arr.nchunks_initialized > 0)
+
+
 def _check_index_matches(
     ds: xr.Dataset, fork: ForkSession, group: str | None, dim: str, where: slice
 ) -> None:
@@ -454,14 +566,15 @@ def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> Fork
         if var.ndim == 0:
             continue  # written with the metadata
         sub = subset_variables(dataset, [name])
-        sub.to_zarr(
-            fork.store,
-            group=plan.group,
-            mode="r+",
-            region=_region_for(sub.sizes, plan.region),
-            consolidated=False,
-            safe_chunks=False,
-        )
+        with _refusals(f"Writing the in-memory variable {name!r}"):
+            sub.to_zarr(
+                fork.store,
+                group=plan.group,
+                mode="r+",
+                region=_region_for(sub.sizes, plan.region),
+                consolidated=False,
+                safe_chunks=False,
+            )
     return fork
 
 
