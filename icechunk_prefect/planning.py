@@ -28,6 +28,7 @@ __all__ = [
     "WritePlan",
     "aligned_boundaries",
     "check_dask_chunks",
+    "check_region_chunks",
     "cut_points",
     "stored_chunking",
 ]
@@ -142,6 +143,28 @@ def check_dask_chunks(
                     f"{unit}; two tasks would write the same chunk. Rechunk to a multiple of "
                     f"{unit} (e.g. ds.chunk({{{dim!r}: {unit}}})), or pass align_chunks=True."
                 )
+
+
+def check_region_chunks(
+    name: str,
+    dims: Sequence[str],
+    units: Sequence[int],
+    region: Mapping[str, slice],
+    sizes: Sequence[int],
+) -> None:
+    """Refuse a region that starts or ends inside a Zarr chunk, for a dask-backed variable
+    written with mode ``'r+'`` (``to_zarr`` refuses these partial chunks with
+    ``safe_chunks``: a concurrent writer of the rest of the chunk would be lost)."""
+    for dim, unit, size in zip(dims, units, sizes, strict=True):
+        sl = region[dim]
+        start, stop = int(sl.start), int(sl.stop)
+        if start % unit or (stop % unit and stop != size):
+            raise ChunkAlignmentError(
+                f"Variable {name!r}: the region {dim}[{start}:{stop}] starts or ends inside a "
+                f"Zarr chunk of {unit} along {dim!r}, and mode 'r+' does not write partial "
+                "chunks of dask-backed variables (as to_zarr with safe_chunks). Use a region "
+                f"on multiples of {unit}, mode='a', align_chunks=True or safe_chunks=False."
+            )
 
 
 def resolve_region(

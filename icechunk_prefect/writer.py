@@ -195,6 +195,7 @@ class FlowDatasetWriter:
             fork,
             self._ds,
             group=self.group,
+            mode=self.mode,
             append_dim=self.append_dim,
             region=self.region,
             partition_dim=self.partition_dim,

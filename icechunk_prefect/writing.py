@@ -54,6 +54,7 @@ from icechunk_prefect.planning import (
     WritePlan,
     check_dask_chunks,
     check_region_bounds,
+    check_region_chunks,
     plan_partitions,
     resolve_region,
     stored_chunking,
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 WriteMode = Literal["w", "w-", "a", "a-", "r+"]
+_MODES: tuple[WriteMode, ...] = ("w", "w-", "a", "a-", "r+")
 
 
 def resolve_mode(
@@ -81,6 +83,10 @@ def resolve_mode(
 ) -> WriteMode:
     """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``."""
     if mode is not None:
+        if mode not in _MODES:
+            raise InputValidationError(
+                f"mode must be one of {list(_MODES)} (or None), got {mode!r}."
+            )
         if append_dim is not None and mode not in ("a", "a-"):
             raise InputValidationError(f"append_dim needs mode 'a' or 'a-', got mode={mode!r}.")
         if region is not None and mode not in ("r+", "a"):
@@ -445,6 +451,7 @@ def plan_write(
     dataset: xr.Dataset,
     *,
     group: str | None = None,
+    mode: WriteMode | None = None,
     append_dim: str | None = None,
     region: Mapping[str, slice | str] | str | None = None,
     partition_dim: str | None = None,
@@ -456,7 +463,9 @@ def plan_write(
     """Map ``dataset`` onto the store the metadata fork describes, and split it.
 
     Raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` when
-    ``safe_chunks`` is on and a dask chunk boundary falls inside a Zarr chunk.
+    ``safe_chunks`` is on (and ``align_chunks`` off) and a dask chunk boundary falls
+    inside a Zarr chunk, or, in mode ``'r+'`` (the default with a region), the region
+    starts or ends inside one (as ``to_zarr`` refuses these).
     """
     grp = _open_group(fork.store, group)
     if grp is None:
@@ -499,18 +508,18 @@ def plan_write(
                 if name in dataset.indexes and name in grp:
                     _check_index_matches(dataset, fork, group, name, full[name])
     if safe_chunks and not align_chunks:
+        concrete = resolve_mode(mode, append_dim, region)
         for name in lazy:
             var = dataset.variables[name]
-            _, unit = stored_chunking(grp, name)
-            shape, _ = stored_chunking(grp, name)
+            if var.dtype == object:
+                continue  # xarray computes these to encode them: one write per array
+            shape, unit = stored_chunking(grp, name)
+            dims = [str(d) for d in var.dims]
             check_dask_chunks(
-                name,
-                var.chunks or (),
-                [str(d) for d in var.dims],
-                unit,
-                [full[str(d)].start for d in var.dims],
-                shape,
+                name, var.chunks or (), dims, unit, [full[d].start for d in dims], shape
             )
+            if concrete == "r+":
+                check_region_chunks(name, dims, unit, full, shape)
     pdim, parts = plan_partitions(
         dataset,
         grp,
@@ -743,7 +752,15 @@ def write_lazy_graph(
     :func:`~icechunk_prefect.runtime.flow_dask_client`). Inside a Dask worker the
     task secedes (``distributed.worker_client``) so the graph runs on the same
     cluster without holding a worker thread.
+
+    ``safe_chunks`` and ``align_chunks`` were applied by :func:`plan_write`, which
+    refuses what they refuse. The graph itself is always aligned onto the Zarr
+    chunks: misaligned chunks that were allowed (``safe_chunks=False``) would
+    otherwise have two dask tasks write one chunk from two forks (one write lost at
+    the merge), and a region starting inside a chunk (allowed with mode ``'a'``)
+    would be refused by this mode ``'r+'`` write of existing arrays.
     """
+    del safe_chunks, align_chunks  # checked in plan_write (see above)
     sub = subset_variables(dataset, plan.lazy)
     with _cluster(client):
         to_icechunk(
@@ -752,8 +769,7 @@ def write_lazy_graph(
             group=plan.group,
             mode="r+",
             region=_region_for(sub.sizes, plan.region),
-            safe_chunks=safe_chunks,
-            align_chunks=align_chunks,
+            align_chunks=True,
             split_every=split_every,
         )
     return fork
