@@ -310,7 +310,8 @@ def write_metadata(
         )
     fork = repository.writable_session(branch).fork()
     existing = _open_group(fork.store, group)
-    if existing is None and (concrete == "r+" or (concrete in ("a", "a-") and append_dim)):
+    updates = append_dim is not None or region is not None
+    if existing is None and (concrete == "r+" or (concrete in ("a", "a-") and updates)):
         raise ConfigurationError(
             f"Group {group or '/'!r} does not exist on branch {branch!r}: nothing to "
             f"{'append to' if append_dim else 'rewrite'}. Create the dataset first."

@@ -473,6 +473,14 @@ CASES: dict[str, Case] = {
         r"Variables \['c'\] along 'time' do not exist",
         SETUP,
     ),
+    "stricter-region-mode-a-missing-group": Case(
+        patch,
+        {"region": {"time": slice(4, 8)}, "mode": "a", "group": "nope"},
+        STRICTER,
+        ConfigurationError,
+        r"Group 'nope' does not exist on branch 'main': nothing to rewrite",
+        SETUP,
+    ),
     "stricter-region-other-labels": Case(
         lambda: patch(start="2025-01-05"),
         {"region": {"time": slice(4, 8)}},
