@@ -51,12 +51,19 @@ class VariableSchema:
     dtype: str | None  # the stored dtype, when it can be known from the dataset; else None
 
 
-def expected_schema(ds: xr.Dataset) -> dict[str, VariableSchema]:
-    """The schema the store must show after the write, from the dataset (no data read)."""
+def expected_schema(
+    ds: xr.Dataset, encoding: Mapping[Any, Mapping[str, Any]] | None = None
+) -> dict[str, VariableSchema]:
+    """The schema the store must show after the write, from the dataset (no data read).
+
+    ``encoding`` is the write's ``encoding`` argument: as in ``to_zarr``, an entry
+    replaces the variable's own encoding.
+    """
+    given = encoding or {}
     out: dict[str, VariableSchema] = {}
     for name, var in ds.variables.items():
         dtype: str | None = None
-        enc = var.encoding
+        enc = given.get(name, var.encoding)
         if "scale_factor" not in enc and "add_offset" not in enc:
             if "dtype" in enc:
                 dtype = str(np.dtype(enc["dtype"]))

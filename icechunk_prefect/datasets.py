@@ -6,6 +6,7 @@ Nothing here touches a repository.
 from __future__ import annotations
 
 import datetime
+import warnings
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
@@ -74,30 +75,75 @@ def eager_variables(ds: xr.Dataset) -> list[str]:
     return [str(n) for n, v in ds.variables.items() if not _is_lazy(v)]
 
 
-def _wrap_lazily(var: xr.Variable) -> xr.Variable:
-    if _is_lazy(var) or var.ndim == 0:
-        return var
+def _time_encoding(var: xr.Variable, encoding: Mapping[str, Any]) -> dict[str, Any]:
+    """``encoding`` completed with what xarray picks when it encodes ``var`` eagerly.
+
+    xarray encodes in-memory datetimes and timedeltas with whatever of ``units``,
+    ``calendar`` and ``dtype`` is prescribed, filling in (or adjusting) the rest; a
+    dask-backed variable needs both ``units`` and ``dtype`` up front. The template
+    is dask-backed, so it gets the values the eager encoding of the real data
+    chooses, and the arrays come out as ``to_zarr`` of the in-memory variable would
+    create them.
+    """
+    from xarray.coding.times import encode_cf_datetime, encode_cf_timedelta
+
+    out = dict(encoding)
+    packed = "scale_factor" in out or "add_offset" in out
+    # Packed times are encoded to floats first, then packed to the dtype asked for.
+    dtype = np.dtype("float64") if packed else out.get("dtype")
     values = np.asarray(var.values)
-    encoding = dict(var.encoding)
-    if values.dtype.kind == "M" and "units" not in encoding:
-        from xarray.coding.times import encode_cf_datetime
+    with warnings.catch_warnings():
+        # xarray warns (once more, when the data is written) if the units need changing.
+        warnings.simplefilter("ignore")
+        if values.dtype.kind == "M":
+            num, units, calendar = encode_cf_datetime(
+                values, out.get("units"), out.get("calendar"), dtype
+            )
+            out.update(units=units, calendar=calendar)
+        else:
+            num, units = encode_cf_timedelta(values, out.get("units"), dtype)
+            out["units"] = units
+    if not packed:
+        out.setdefault("dtype", np.asarray(num).dtype)  # a given dtype is applied after
+    return out
 
-        num, units, calendar = encode_cf_datetime(values)
-        encoding.setdefault("units", units)
-        encoding.setdefault("calendar", calendar)
-        encoding.setdefault("dtype", np.asarray(num).dtype)
+
+def _wrap_lazily(var: xr.Variable, encoding: Mapping[str, Any]) -> xr.Variable:
+    if _is_lazy(var) or var.ndim == 0:
+        return _with_encoding(var, encoding)
+    values = np.asarray(var.values)
+    enc = dict(encoding)
+    if values.dtype.kind in "Mm":
+        enc = _time_encoding(var, enc)
     whole: Any = -1  # one dask chunk (dask's stubs type `chunks` too narrowly)
-    return xr.Variable(var.dims, da.from_array(values, chunks=whole), var.attrs, encoding)
+    return xr.Variable(var.dims, da.from_array(values, chunks=whole), var.attrs, enc)
 
 
-def lazy_template(ds: xr.Dataset) -> xr.Dataset:
+def _with_encoding(var: xr.Variable, encoding: Mapping[str, Any]) -> xr.Variable:
+    out = var.copy(deep=False)
+    out.encoding = dict(encoding)
+    return out
+
+
+def lazy_template(ds: xr.Dataset, encoding: Mapping[Any, Any] | None = None) -> xr.Dataset:
     """The dataset with every non-scalar variable dask-backed and no indexes.
 
     Writing it with ``to_zarr(compute=False)`` creates (or resizes) the arrays and
-    writes attributes and scalars, but no chunk of any array.
+    writes attributes and scalars, but no chunk of any array. ``encoding`` is the
+    ``encoding`` argument of the write: as in ``to_zarr``, an entry replaces the
+    variable's own ``encoding``. Each variable's encoding is completed where the
+    in-memory data would have been encoded differently from a dask array (times
+    with only some of ``units``/``dtype`` given); pass
+    ``{name: template[name].encoding for name in encoding}`` on to ``to_zarr``.
     """
-    coords = xr.Coordinates({n: _wrap_lazily(ds.variables[n]) for n in ds.coords}, indexes={})
-    data_vars = {n: _wrap_lazily(ds.variables[n]) for n in ds.data_vars}
+    given = dict(encoding or {})
+
+    def wrap(name: Hashable) -> xr.Variable:
+        var = ds.variables[name]
+        return _wrap_lazily(var, given.get(name, var.encoding))
+
+    coords = xr.Coordinates({n: wrap(n) for n in ds.coords}, indexes={})
+    data_vars = {n: wrap(n) for n in ds.data_vars}
     return xr.Dataset(data_vars, coords=coords, attrs=ds.attrs)
 
 

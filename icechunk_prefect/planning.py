@@ -28,6 +28,7 @@ __all__ = [
     "WritePlan",
     "aligned_boundaries",
     "check_dask_chunks",
+    "check_region_chunks",
     "cut_points",
     "stored_chunking",
 ]
@@ -144,6 +145,28 @@ def check_dask_chunks(
                 )
 
 
+def check_region_chunks(
+    name: str,
+    dims: Sequence[str],
+    units: Sequence[int],
+    region: Mapping[str, slice],
+    sizes: Sequence[int],
+) -> None:
+    """Refuse a region that starts or ends inside a Zarr chunk, for a dask-backed variable
+    written with mode ``'r+'`` (``to_zarr`` refuses these partial chunks with
+    ``safe_chunks``: a concurrent writer of the rest of the chunk would be lost)."""
+    for dim, unit, size in zip(dims, units, sizes, strict=True):
+        sl = region[dim]
+        start, stop = int(sl.start), int(sl.stop)
+        if start % unit or (stop % unit and stop != size):
+            raise ChunkAlignmentError(
+                f"Variable {name!r}: the region {dim}[{start}:{stop}] starts or ends inside a "
+                f"Zarr chunk of {unit} along {dim!r}, and mode 'r+' does not write partial "
+                "chunks of dask-backed variables (as to_zarr with safe_chunks). Use a region "
+                f"on multiples of {unit}, mode='a', align_chunks=True or safe_chunks=False."
+            )
+
+
 def resolve_region(
     ds: xr.Dataset,
     group: zarr.Group,
@@ -172,10 +195,14 @@ def resolve_region(
                     f"Region names dimension {dim!r}, which the dataset does not have "
                     f"(its dimensions: {sorted(sizes)})."
                 )
-            if sel == "auto":
+            if isinstance(sel, str) and sel == "auto":
                 out[dim] = _auto_region(ds, group, dim)
             else:
-                assert isinstance(sel, slice)
+                if not isinstance(sel, slice):
+                    raise RegionError(
+                        f"Region for {dim!r} is {sel!r} ({type(sel).__name__}); give a slice "
+                        "of positions or 'auto'."
+                    )
                 if sel.step not in (None, 1):
                     raise RegionError(f"Region for {dim!r} has step {sel.step}; only 1 works.")
                 start = int(sel.start or 0)
@@ -190,6 +217,12 @@ def resolve_region(
 
 
 def _auto_region(ds: xr.Dataset, group: zarr.Group, dim: str) -> slice:
+    """The positions of ``ds``'s ``dim`` values in the store (as xarray finds them).
+
+    A dimension without a coordinate variable covers its whole extent from 0.
+    """
+    if dim not in ds.variables:
+        return slice(0, int(ds.sizes[dim]))
     if dim not in ds.indexes or dim not in group:
         raise RegionError(
             f"region='auto' for {dim!r} needs a coordinate {dim!r} in both the dataset and "

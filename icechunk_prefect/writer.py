@@ -217,6 +217,7 @@ class FlowDatasetWriter:
             fork,
             self._ds,
             group=self.group,
+            mode=self.mode,
             append_dim=self.append_dim,
             region=self.region,
             partition_dim=self.partition_dim,
@@ -384,7 +385,7 @@ class FlowDatasetWriter:
         self._merged = validate_task(
             merged,
             covered,
-            expected_schema(self._ds),
+            expected_schema(self._ds, self.encoding),
             list(self.checks if checks is None else checks),
         )
         self._validated = True

@@ -43,6 +43,7 @@ from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
     DuplicateStepsError,
+    IcechunkPrefectError,
     InputValidationError,
     RegionError,
     SchemaMismatchError,
@@ -53,6 +54,7 @@ from icechunk_prefect.planning import (
     WritePlan,
     check_dask_chunks,
     check_region_bounds,
+    check_region_chunks,
     plan_partitions,
     resolve_region,
     stored_chunking,
@@ -73,6 +75,7 @@ __all__ = [
 ]
 
 WriteMode = Literal["w", "w-", "a", "a-", "r+"]
+_MODES: tuple[WriteMode, ...] = ("w", "w-", "a", "a-", "r+")
 
 
 def resolve_mode(
@@ -80,6 +83,10 @@ def resolve_mode(
 ) -> WriteMode:
     """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``."""
     if mode is not None:
+        if mode not in _MODES:
+            raise InputValidationError(
+                f"mode must be one of {list(_MODES)} (or None), got {mode!r}."
+            )
         if append_dim is not None and mode not in ("a", "a-"):
             raise InputValidationError(f"append_dim needs mode 'a' or 'a-', got mode={mode!r}.")
         if region is not None and mode not in ("r+", "a"):
@@ -110,6 +117,11 @@ def stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
         return tuple(str(n) for n in names)
     attr = arr.attrs.get("_ARRAY_DIMENSIONS")
     return tuple(attr) if isinstance(attr, list) else None  # type: ignore[arg-type]
+
+
+def _dims_of(group: zarr.Group, name: str) -> tuple[str, ...]:
+    arr = group[name]
+    return (stored_dims(arr) or ()) if isinstance(arr, zarr.Array) else ()
 
 
 def _validate_against_store(
@@ -298,7 +310,8 @@ def write_metadata(
         )
     fork = repository.writable_session(branch).fork()
     existing = _open_group(fork.store, group)
-    if concrete in ("a", "a-", "r+") and existing is None and (append_dim or region):
+    updates = append_dim is not None or region is not None
+    if existing is None and (concrete == "r+" or (concrete in ("a", "a-") and updates)):
         raise ConfigurationError(
             f"Group {group or '/'!r} does not exist on branch {branch!r}: nothing to "
             f"{'append to' if append_dim else 'rewrite'}. Create the dataset first."
@@ -308,7 +321,10 @@ def write_metadata(
             f"Group {group or '/'!r} on branch {branch!r} already holds arrays and mode is "
             "'w-' (create only). Pass mode='w' to overwrite, or append_dim / region to update."
         )
+    template = lazy_template(dataset, encoding)
+    resolved: dict[str, slice] | None = None
     if existing is not None and concrete != "w":
+        _check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
         region_dims: set[str] = set()
         if region is not None:
             region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
@@ -318,22 +334,117 @@ def write_metadata(
             fork.store,
             group,
             append_dim=append_dim,
-            region_dims={str(d) for d in region_dims},
+            region_dims=region_dims,
         )
-    if concrete == "r+":
-        return fork  # arrays exist; metadata is left as it is
-    lazy_template(dataset).to_zarr(
-        fork.store,
-        group=group,
-        mode=concrete,
-        append_dim=append_dim,
-        encoding=dict(encoding or {}),
-        compute=False,
-        consolidated=False,
-        zarr_format=3,
-        safe_chunks=False,
-    )
+        if region is not None:
+            # The slices of the region dimensions; index variables are not rewritten.
+            full = resolve_region(
+                dataset, existing, append_dim=None, region=region, appended_from={}
+            )
+            check_region_bounds(full, existing, dataset)
+            resolved = {d: full[d] for d in region_dims}
+            template = template.drop_vars([str(n) for n in dataset.indexes])
+    with _refusals("The metadata step (creating the arrays)"):
+        template.to_zarr(
+            fork.store,
+            group=group,
+            mode=concrete,
+            append_dim=append_dim,
+            region=resolved,
+            encoding={k: template.variables[k].encoding for k in encoding or {}},
+            compute=False,
+            consolidated=False,
+            zarr_format=3,
+            safe_chunks=False,
+        )
     return fork
+
+
+# What xarray, Zarr and NumPy raise when they refuse a dataset or an argument.
+_REFUSALS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    NotImplementedError,
+    zarr.errors.BaseZarrError,
+)
+
+
+@contextlib.contextmanager
+def _refusals(step: str) -> Iterator[None]:
+    """Re-raise what xarray/Zarr refuse in ``step`` as :class:`InputValidationError`
+    (the package's own errors pass through)."""
+    try:
+        yield
+    except IcechunkPrefectError:
+        raise
+    except _REFUSALS as exc:
+        raise InputValidationError(
+            f"{step} was refused by xarray/Zarr ({type(exc).__name__}: {exc}). Nothing was "
+            "committed. Fix the dataset or the arguments (icechunk.xarray.to_icechunk "
+            "refuses the same input)."
+        ) from exc
+
+
+def _check_like_to_zarr(
+    ds: xr.Dataset,
+    group: zarr.Group,
+    mode: WriteMode,
+    region: Mapping[str, slice | str] | str | None,
+    encoding: Mapping[str, Any] | None,
+    group_path: str | None,
+    append_dim: str | None,
+) -> None:
+    """The refusals of ``to_zarr`` into an existing group, with this package's errors."""
+    where = f"group {group_path or '/'!r}"
+    stored = set(group.array_keys())
+    if isinstance(region, str) and region != "auto":
+        raise RegionError(
+            f"region must be 'auto' or a mapping of dimension names to slices, got {region!r}."
+        )
+    if region is not None:
+        keys = set(map(str, ds.dims)) if isinstance(region, str) else set(map(str, region))
+        unrelated = [str(n) for n, v in ds.variables.items() if not keys & set(map(str, v.dims))]
+        if unrelated:
+            raise RegionError(
+                f"Variables {unrelated} have no dimension of the region {sorted(keys)}: a region "
+                "write rewrites only data along the region. Drop them first "
+                f"(ds.drop_vars({unrelated!r}))."
+            )
+    given = sorted(str(k) for k in encoding or {} if str(k) in stored)
+    if given:
+        raise InputValidationError(
+            f"encoding is given for {given}, which already exist in {where}: existing arrays "
+            "keep their stored encoding (as with to_zarr). Drop those encoding entries, or "
+            "rewrite the whole dataset with mode='w'."
+        )
+    if mode == "r+":
+        indexes = set(map(str, ds.indexes)) if region is not None else set()
+        new = sorted(str(n) for n in ds.variables if str(n) not in stored | indexes)
+        if new:
+            raise SchemaMismatchError(
+                f"Variables {new} do not exist in {where}, and mode='r+' only rewrites existing "
+                "arrays. Create them first (mode='a'), or drop them from the dataset."
+            )
+    if append_dim is not None and stored:
+        dims = {d for n in stored if (d_ := _dims_of(group, n)) for d in d_}
+        if append_dim not in dims:
+            raise SchemaMismatchError(
+                f"append_dim {append_dim!r} is not a dimension of the arrays in {where} "
+                f"(their dimensions: {sorted(dims)}). Append along one of those, or write the "
+                "new dimension with mode='w'."
+            )
+        new = sorted(
+            str(n) for n, v in ds.variables.items() if append_dim in v.dims and str(n) not in stored
+        )
+        if new:
+            raise SchemaMismatchError(
+                f"Variables {new} along {append_dim!r} do not exist in {where}: appending would "
+                f"create them holding only the appended steps, shorter than the stored "
+                f"{append_dim!r} (a store that cannot be read back). Create them over the whole "
+                f"{append_dim!r} first (mode='a' without append_dim), or drop them."
+            )
 
 
 def plan_write(
@@ -341,6 +452,7 @@ def plan_write(
     dataset: xr.Dataset,
     *,
     group: str | None = None,
+    mode: WriteMode | None = None,
     append_dim: str | None = None,
     region: Mapping[str, slice | str] | str | None = None,
     partition_dim: str | None = None,
@@ -352,7 +464,9 @@ def plan_write(
     """Map ``dataset`` onto the store the metadata fork describes, and split it.
 
     Raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` when
-    ``safe_chunks`` is on and a dask chunk boundary falls inside a Zarr chunk.
+    ``safe_chunks`` is on (and ``align_chunks`` off) and a dask chunk boundary falls
+    inside a Zarr chunk, or, in mode ``'r+'`` (the default with a region), the region
+    starts or ends inside one (as ``to_zarr`` refuses these).
     """
     grp = _open_group(fork.store, group)
     if grp is None:
@@ -386,25 +500,27 @@ def plan_write(
         for name in eager:
             dims = set(map(str, dataset.variables[name].dims))
             is_region_index = name in dims and name in write_dims and name != append_dim
-            if not (dims & write_dims) or is_region_index:
+            # Unchanged variables already stored (checked in the metadata step) are left;
+            # new ones (their arrays were just created, empty) are written.
+            if is_region_index or (not (dims & write_dims) and _holds_data(grp, name)):
                 skip.append(name)
         if region is not None:
             for name in skip:
                 if name in dataset.indexes and name in grp:
                     _check_index_matches(dataset, fork, group, name, full[name])
     if safe_chunks and not align_chunks:
+        concrete = resolve_mode(mode, append_dim, region)
         for name in lazy:
             var = dataset.variables[name]
-            _, unit = stored_chunking(grp, name)
-            shape, _ = stored_chunking(grp, name)
+            if var.dtype == object:
+                continue  # xarray computes these to encode them: one write per array
+            shape, unit = stored_chunking(grp, name)
+            dims = [str(d) for d in var.dims]
             check_dask_chunks(
-                name,
-                var.chunks or (),
-                [str(d) for d in var.dims],
-                unit,
-                [full[str(d)].start for d in var.dims],
-                shape,
+                name, var.chunks or (), dims, unit, [full[d].start for d in dims], shape
             )
+            if concrete == "r+":
+                check_region_chunks(name, dims, unit, full, shape)
     pdim, parts = plan_partitions(
         dataset,
         grp,
@@ -424,6 +540,12 @@ def plan_write(
         base_snapshot=fork.snapshot_id,
         skip_eager=tuple(skip),
     )
+
+
+def _holds_data(group: zarr.Group, name: str) -> bool:
+    """Whether the stored array ``name`` has any chunk written (before this write)."""
+    arr = group.get(name)
+    return isinstance(arr, zarr.Array) and (arr.ndim == 0 or arr.nchunks_initialized > 0)
 
 
 def _check_index_matches(
@@ -454,14 +576,15 @@ def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> Fork
         if var.ndim == 0:
             continue  # written with the metadata
         sub = subset_variables(dataset, [name])
-        sub.to_zarr(
-            fork.store,
-            group=plan.group,
-            mode="r+",
-            region=_region_for(sub.sizes, plan.region),
-            consolidated=False,
-            safe_chunks=False,
-        )
+        with _refusals(f"Writing the in-memory variable {name!r}"):
+            sub.to_zarr(
+                fork.store,
+                group=plan.group,
+                mode="r+",
+                region=_region_for(sub.sizes, plan.region),
+                consolidated=False,
+                safe_chunks=False,
+            )
     return fork
 
 
@@ -640,11 +763,20 @@ def write_lazy_graph(
     The graph runs on ``client`` (default: the flow's ``DaskTaskRunner`` client, see
     :func:`~icechunk_prefect.runtime.flow_dask_client`). Inside a Dask worker the
     task secedes (``distributed.worker_client``) so the graph runs on the same
-    cluster without holding a worker thread. A cluster that cannot run the graph
-    for ``cluster_timeout`` seconds ends the wait as :func:`write_partition` does.
+    cluster without holding a worker thread.
+
+    ``safe_chunks`` and ``align_chunks`` were applied by :func:`plan_write`, which
+    refuses what they refuse. The graph itself is always aligned onto the Zarr
+    chunks: misaligned chunks that were allowed (``safe_chunks=False``) would
+    otherwise have two dask tasks write one chunk from two forks (one write lost at
+    the merge), and a region starting inside a chunk (allowed with mode ``'a'``)
+    would be refused by this mode ``'r+'`` write of existing arrays.
+    A cluster that cannot run the graph for ``cluster_timeout`` seconds ends the
+    wait as :func:`write_partition` does.
     """
     from icechunk_prefect.runtime import cluster_watchdog
 
+    del safe_chunks, align_chunks  # checked in plan_write (see above)
     sub = subset_variables(dataset, plan.lazy)
     client = _cluster_client(client)
     watched = (
@@ -659,8 +791,7 @@ def write_lazy_graph(
             group=plan.group,
             mode="r+",
             region=_region_for(sub.sizes, plan.region),
-            safe_chunks=safe_chunks,
-            align_chunks=align_chunks,
+            align_chunks=True,
             split_every=split_every,
         )
     return fork

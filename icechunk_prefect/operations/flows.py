@@ -72,6 +72,7 @@ def write_window(
     append_dim: str | None = None,
     region: Mapping[str, slice] | None = None,
     partition_size: int | None = None,
+    align_chunks: bool = False,
     write_data: bool = True,
     parameters: Mapping[str, Any] | None = None,
     commit_metadata: Mapping[str, Any] | None = None,
@@ -80,7 +81,9 @@ def write_window(
 
     Run by the operational flows as a subflow on their cluster's task runner;
     ``write_data=False`` writes metadata and coordinates only (arrays keep their
-    fill value). Returns the snapshot id.
+    fill value). ``align_chunks`` as in ``to_icechunk`` (the backfill sets it: its
+    dataset is rechunked onto the store's grid, and a region starting or ending
+    inside a chunk is written by one task). Returns the snapshot id.
 
     Example:
         ```python
@@ -102,6 +105,7 @@ def write_window(
         append_dim=append_dim,
         region=region,
         partition_size=partition_size,
+        align_chunks=align_chunks,
         parameters=dict(parameters or {}),
     )
     writer.write_metadata()
@@ -462,6 +466,9 @@ def backfill_dataset(
         group=group,
         region={plan.dim: slice(plan.start, plan.stop)},
         partition_size=plan.partition_size,
+        # align_to_store put the dask chunks on the store's grid; the range may start or
+        # end inside a chunk (mode 'r+' refuses that unless chunks are aligned by request).
+        align_chunks=True,
         parameters=params,
         commit_metadata={
             **_operation_metadata("backfill"),
