@@ -39,11 +39,9 @@ Chunks = Mapping[str, Iterable[tuple[int, ...]]]
 
 def written_chunks(fork: Any) -> dict[str, list[tuple[int, ...]]]:
     """The chunks ``fork`` (a session or fork) wrote, by array path (``/group/name``)."""
-    return {
-        path: [tuple(c) for c in coords]
-        for path, coords in fork.status().updated_chunks.items()
-        if coords
-    }
+    from icechunk_prefect.sessions import chunks_written
+
+    return {path: sorted(coords) for path, coords in chunks_written(fork).items() if coords}
 
 
 def chunk_keys(store: Any, chunks: Chunks) -> list[str]:

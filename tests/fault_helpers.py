@@ -12,7 +12,10 @@ import numpy as np
 import xarray as xr
 
 from icechunk_prefect.errors import InputValidationError
-from tests.helpers import task_states  # noqa: F401  (re-exported for the fault tests)
+from tests.helpers import (
+    small_dataset,
+    task_states,  # noqa: F401  (re-exported for the fault tests)
+)
 
 
 def _loc(block_info: dict | None) -> str:
@@ -137,3 +140,22 @@ class MotoRepository:
 
     def local_lock_path(self) -> str | None:
         return None
+
+
+BLOCKS = ["0_0", "1_0", "2_0", "3_0"]  # small_dataset(): 40 steps, chunks of 10
+
+
+def failed_first_run(runner, repo_path, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A run whose last partition fails for good; returns (run, ds, marks) to re-run with."""
+    from icechunk_prefect.caching import RESULT_STORAGE_ENV
+
+    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
+    marks = tmp_path / "marks"
+    ds = instrument(small_dataset(), "a", marks)
+    (marks / "poison-3_0").touch()
+    from icechunk_prefect import to_icechunk
+
+    run = to_icechunk.with_options(task_runner=runner)
+    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    assert [computations(marks, b) for b in BLOCKS] == [1, 1, 1, 1]
+    return run, ds, marks

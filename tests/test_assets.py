@@ -20,14 +20,13 @@ from prefect.assets import Asset
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from icechunk_prefect import LocalRepository, store_dask, to_icechunk
-from icechunk_prefect.caching import RESULT_STORAGE_ENV
 from icechunk_prefect.observability import (
     ASSET_MATERIALIZED_BY,
     asset_key,
     report_commit,
     summarize_commit,
 )
-from tests.fault_helpers import instrument, task_states
+from tests.fault_helpers import failed_first_run, task_states
 from tests.helpers import history, small_dataset
 
 MATERIALIZED = "prefect.asset.materialization.succeeded"
@@ -140,12 +139,7 @@ def test_group_and_store_dask_assets(runner, repo_path):
 def test_resumed_run_records_the_materialization(
     runner, repo_path, tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
-    marks = tmp_path / "marks"
-    ds = instrument(small_dataset(), "a", marks)
-    (marks / "poison-3_0").touch()
-    run = to_icechunk.with_options(task_runner=runner)
-    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    run, ds, marks = failed_first_run(runner, repo_path, tmp_path, monkeypatch)
     (marks / "poison-3_0").unlink()
     state = run(ds, repo_path, mode="w", partition_size=10, return_state=True)
     states = task_states(state.state_details.flow_run_id)

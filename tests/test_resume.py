@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import zarr
 
-from icechunk_prefect import to_icechunk
 from icechunk_prefect.caching import RESULT_STORAGE_ENV
-from tests.fault_helpers import computations, instrument, task_states
+from tests.fault_helpers import BLOCKS, computations, failed_first_run, task_states
 from tests.helpers import history, open_repo, read_back, small_dataset
-
-BLOCKS = ["0_0", "1_0", "2_0", "3_0"]  # small_dataset(): 40 steps, chunks of 10
 
 
 def _cached(states: dict[str, list[str]], prefix: str) -> int:
     return sum(s.count("Cached") for n, s in states.items() if n.startswith(prefix))
 
 
-def _failed_first_run(runner, repo_path, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """A run whose last partition fails for good; returns (run, ds, marks) to re-run with."""
-    monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
-    marks = tmp_path / "marks"
-    ds = instrument(small_dataset(), "a", marks)
-    (marks / "poison-3_0").touch()
-    run = to_icechunk.with_options(task_runner=runner)
-    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
-    assert [computations(marks, b) for b in BLOCKS] == [1, 1, 1, 1]
-    return run, ds, marks
-
-
 def test_rerun_after_failed_partition_skips_written_partitions(
     runner, repo_path, tmp_path, monkeypatch
 ):
-    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
+    run, ds, marks = failed_first_run(runner, repo_path, tmp_path, monkeypatch)
     assert len(history(repo_path)) == 1  # the repository exists, nothing committed
 
     (marks / "poison-3_0").unlink()
@@ -50,7 +35,7 @@ def test_rerun_after_failed_partition_skips_written_partitions(
 
 
 def test_branch_moved_nothing_stale_reused(runner, repo_path, tmp_path, monkeypatch):
-    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
+    run, ds, marks = failed_first_run(runner, repo_path, tmp_path, monkeypatch)
 
     # another writer moves the branch before the re-run
     repo = open_repo(repo_path)
@@ -104,7 +89,7 @@ def test_recreated_repository_reuses_nothing(runner, repo_path, tmp_path, monkey
     (their chunks were deleted with it)."""
     import shutil
 
-    run, ds, marks = _failed_first_run(runner, repo_path, tmp_path, monkeypatch)
+    run, ds, marks = failed_first_run(runner, repo_path, tmp_path, monkeypatch)
     first_tip = history(repo_path)[0].id
 
     shutil.rmtree(repo_path)
