@@ -54,6 +54,7 @@ __all__ = [
     "array_path",
     "default_result_storage",
     "node_ids",
+    "partition_key",
     "resolve_result_storage",
     "schema_fingerprint",
     "snapshot_identity",
@@ -137,7 +138,9 @@ def write_scope(repo_description: str, branch: str, base_snapshot: str, ds: xr.D
 
 
 @cache
+@cache
 def _code_token(*funcs: Callable[..., Any]) -> str:
+    """A token of the code that writes (once per process: reading source is slow)."""
     from importlib.metadata import version
 
     sources = []
@@ -193,6 +196,28 @@ class MetadataCachePolicy(CachePolicy):
         )
 
 
+def partition_key(
+    scope: str, partition: Partition, group: str | None, dataset: xr.Dataset, fork: ForkSession
+) -> str:
+    """The key under which one partition's fork is persisted (see the module doc):
+    the write's scope, the partition's target region, its source block's token, the
+    node ids of the arrays it writes, and the code that writes it."""
+    from icechunk_prefect import writing
+
+    key = hash_objects(
+        "partition",
+        scope,
+        partition.key,
+        group,
+        tokenize(dataset),
+        node_ids(fork, group, partition.variables),
+        _code_token(writing.write_partition, writing.write_partitions),
+        raise_on_failure=True,
+    )
+    assert key is not None
+    return f"icechunk-prefect-partition-{key}"
+
+
 @dataclass
 class WriteCachePolicy(CachePolicy):
     """Cache key for a lazy write (one partition, or the whole graph).
@@ -215,8 +240,16 @@ class WriteCachePolicy(CachePolicy):
         scope = inputs.get("cache_scope")
         if not scope:
             return None
-        ds: xr.Dataset = inputs["dataset"]
         fork: ForkSession = inputs["fork"]
+        if "partitions" in inputs:  # a batch: the keys of its partitions
+            keys = [
+                partition_key(scope, p, inputs.get("group"), ds, fork)
+                for p, ds in zip(inputs["partitions"], inputs["datasets"], strict=True)
+            ]
+            return hash_objects(
+                "write-batch", keys, _task_source(task_ctx, inputs, flow_parameters)
+            )
+        ds: xr.Dataset = inputs["dataset"]
         partition: Partition | None = inputs.get("partition")
         plan = inputs.get("plan")
         group = inputs.get("group") if partition is not None else getattr(plan, "group", None)

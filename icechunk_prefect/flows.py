@@ -79,6 +79,7 @@ def to_icechunk(
     checks: Sequence[Check] = (),
     resume: bool = True,
     cluster_timeout: float | None = None,
+    partitions_per_task: int | None = None,
 ) -> str:
     """Write an xarray object to a group of an Icechunk repository, and commit once.
 
@@ -94,6 +95,9 @@ def to_icechunk(
     ``cluster_timeout`` (seconds) bounds the wait on a cluster that cannot run the
     writes (no workers, the scheduler gone): the step then fails with
     :class:`~icechunk_prefect.errors.ClusterUnavailableError` and is retried.
+    ``partitions_per_task`` groups partitions into one task run each (default: one
+    each while there are few; see :class:`~icechunk_prefect.writer.FlowDatasetWriter`);
+    each partition still is its own Dask task and is resumed on its own.
 
     Example:
         ```python
@@ -126,6 +130,7 @@ def to_icechunk(
         checks=checks,
         resume=resume,
         cluster_timeout=cluster_timeout,
+        partitions_per_task=partitions_per_task,
         parameters=_parameters(
             branch=branch,
             group=group,

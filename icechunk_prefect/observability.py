@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -159,7 +160,10 @@ class ProgressTracker:
     Inside a flow or task run, :meth:`start` creates a progress artifact (under
     ``key``, so the Artifacts page lists every run's progress) and :meth:`advance`
     updates it in place; outside a run only the listeners are called.
-    ``history`` holds every percentage published, in order.
+    ``history`` holds every percentage reached, in order. The artifact is updated
+    at most once per ``publish_every`` seconds, and always at the last partition
+    (each update is an API call: with thousands of small partitions, updating on
+    every one cost the flow process more than the partitions themselves).
 
     Example:
         ```python
@@ -180,6 +184,8 @@ class ProgressTracker:
     failed: int = 0
     artifact_id: UUID | None = None
     history: list[float] = field(default_factory=list)
+    publish_every: float = 1.0
+    _published: float = field(default=0.0, repr=False)
 
     @property
     def percent(self) -> float:
@@ -202,20 +208,26 @@ class ProgressTracker:
                     self.percent, key=self.key, description=self._description()
                 )
                 self.artifact_id = cast(UUID, created)
+                self._published = time.monotonic()
             except Exception as exc:  # observability must never break a write
                 _log.warning("could not create the progress artifact: %s", exc)
         self._notify("")
 
-    def advance(self, label: str, ok: bool = True) -> None:
-        """One partition finished (``ok=False``: it failed); publish the new percentage."""
+    def advance(self, label: str, ok: bool = True, count: int = 1) -> None:
+        """``count`` partitions finished (``ok=False``: they failed); publish the new
+        percentage."""
         if ok:
-            self.done += 1
+            self.done += count
         else:
-            self.failed += 1
+            self.failed += count
         self.history.append(self.percent)
-        if self.artifact_id is not None:
+        now = time.monotonic()
+        last = self.done + self.failed >= self.total
+        due = last or now - self._published >= self.publish_every
+        if self.artifact_id is not None and due:
             from prefect.artifacts import update_progress_artifact
 
+            self._published = now
             try:
                 update_progress_artifact(
                     self.artifact_id, self.percent, description=self._description(label)
@@ -235,28 +247,35 @@ class ProgressTracker:
 
 
 def track_progress(
-    futures: Sequence[Any], labels: Sequence[str], *, what: str = "write"
+    futures: Sequence[Any],
+    labels: Sequence[str],
+    *,
+    what: str = "write",
+    sizes: Sequence[int] | None = None,
 ) -> ProgressTracker:
     """Wait for ``futures`` (Prefect futures of partition tasks), reporting each as it finishes.
 
-    Updates the progress artifact and logs one line per finished partition
-    (``write time[2024-01-01..2024-01-07] done (3/12)``). Failed partitions are
-    counted and logged, not raised: the step consuming the futures fails as it
-    would have. Returns the tracker.
+    ``sizes[i]`` is the number of partitions future ``i`` writes (default: one
+    each). Updates the progress artifact and logs one line per finished task
+    (``write time[2024-01-01..2024-01-07]: done (3/12)``, counting partitions).
+    Failed tasks are counted and logged, not raised: the step consuming the
+    futures fails as it would have. Returns the tracker.
     """
     from prefect.futures import as_completed
 
-    tracker = ProgressTracker(total=len(futures), what=what)
+    weights = list(sizes) if sizes is not None else [1] * len(futures)
+    tracker = ProgressTracker(total=sum(weights), what=what)
     tracker.start()
     if not futures:
         return tracker
     names = {id(f): labels[i] if i < len(labels) else f"#{i}" for i, f in enumerate(futures)}
+    weight = {id(f): weights[i] for i, f in enumerate(futures)}
     for fut in as_completed(list(futures)):
         label = names.get(id(fut), "?")
         fut.wait()  # a Dask future is done before its Prefect state is final: fetch it
         state = fut.state
         ok = state.is_completed()
-        tracker.advance(label, ok=ok)
+        tracker.advance(label, ok=ok, count=weight.get(id(fut), 1))
         if ok:
             log_step(f"write {label}", "done (%d/%d)", tracker.done, tracker.total)
         else:

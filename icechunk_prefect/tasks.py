@@ -9,6 +9,7 @@ input would fail the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import xarray as xr
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "METADATA_CACHE_POLICY",
     "WRITE_CACHE_POLICY",
+    "PartitionsWritten",
     "check_reused_task",
     "commit_task",
     "merge_task",
@@ -37,6 +39,7 @@ __all__ = [
     "write_lazy_graph_task",
     "write_metadata_task",
     "write_partition_task",
+    "write_partitions_task",
 ]
 
 DEFAULT_RETRIES = 3
@@ -144,6 +147,122 @@ def write_partition_task(
         ```
     """
     return writing.write_partition(fork, dataset, partition, group, cluster_timeout=cluster_timeout)
+
+
+@dataclass(frozen=True)
+class PartitionsWritten:
+    """What one ``write partitions`` task run did: ``fork`` holds its partitions'
+    writes (merged), ``written``/``reused`` count the partitions written now and
+    those taken from a failed run's persisted forks, and ``reused_chunks`` lists
+    the chunks of the latter (the commit proves them readable again)."""
+
+    fork: ForkSession
+    written: int
+    reused: int
+    reused_chunks: Mapping[str, list[tuple[int, ...]]] = field(default_factory=dict)
+
+
+@task(name="write partitions", task_run_name="write {label}", **_RETRY)
+def write_partitions_task(
+    fork: ForkSession,
+    datasets: Sequence[xr.Dataset],
+    partitions: Sequence[Partition],
+    group: str | None = None,
+    cache_scope: str | None = None,
+    cluster_timeout: float | None = None,
+    label: str = "",
+) -> PartitionsWritten:
+    """Write several partitions (``datasets[i]`` is the block of ``partitions[i]``),
+    each a Dask task of its own, in one task run; return their merged fork.
+
+    One task run for many small partitions keeps the flow process's cost per
+    partition low (a Prefect task run costs tens of milliseconds of it), while
+    resume and retries stay per partition: with ``cache_scope`` (see
+    :func:`icechunk_prefect.caching.write_scope`) each partition's fork is persisted
+    in the task's result storage as soon as it is written, under
+    :func:`~icechunk_prefect.caching.partition_key`, and a retry or a re-run takes
+    the forks found there (once proven readable, see
+    :func:`~icechunk_prefect.integrity.fork_problem`) and writes only the others.
+    The whole batch is also cached under :data:`WRITE_CACHE_POLICY` (then its task
+    run shows as ``Cached``).
+
+    Example:
+        ```python
+        from icechunk_prefect.tasks import write_partitions_task
+        # inside a flow, on a FlowDatasetWriter's plan (its child fork and blocks):
+        # done = write_partitions_task(child, blocks, plan.partitions, label="all")
+        # done.fork holds every partition's chunks
+        ```
+    """
+    from prefect.results import get_result_store
+
+    from icechunk_prefect.caching import partition_key
+    from icechunk_prefect.observability import log_step
+
+    n = len(partitions)
+    store = get_result_store() if cache_scope else None
+    keys: list[str | None] = [None] * n
+    forks: list[ForkSession | None] = [None] * n
+    reused_chunks: dict[str, list[tuple[int, ...]]] = {}
+    if store is not None and cache_scope:
+        for i, (p, ds) in enumerate(zip(partitions, datasets, strict=True)):
+            key = keys[i] = partition_key(cache_scope, p, group, ds, fork)
+            found = _persisted_fork(store, key)
+            if found is None:
+                continue
+            problem = integrity.fork_problem(found)
+            if problem is not None:
+                log_step(
+                    f"write {p.label}",
+                    "the fork a failed run left cannot be reused (%s); writing it again",
+                    problem,
+                )
+                continue
+            forks[i] = found
+            for path, coords in integrity.written_chunks(found).items():
+                reused_chunks.setdefault(path, []).extend(coords)
+    todo = [i for i in range(n) if forks[i] is None]
+
+    def persist(j: int, written: ForkSession) -> None:
+        i = todo[j]
+        forks[i] = written
+        key = keys[i]
+        if store is not None and key is not None:
+            store.write(written, key=key)
+
+    writing.write_partitions(
+        fork,
+        [datasets[i] for i in todo],
+        [partitions[i] for i in todo],
+        group,
+        on_written=persist,
+        cluster_timeout=cluster_timeout,
+    )
+    done = [f for f in forks if f is not None]
+    if len(todo) < n:
+        log_step(
+            f"write {label or n}",
+            "%d of %d partitions reused from a failed run",
+            n - len(todo),
+            n,
+        )
+    return PartitionsWritten(
+        fork=sessions.merge_forks(done) if done else fork,
+        written=len(todo),
+        reused=n - len(todo),
+        reused_chunks=reused_chunks,
+    )
+
+
+def _persisted_fork(store: Any, key: str) -> ForkSession | None:
+    """The fork persisted under ``key``, or ``None`` (none, or unreadable)."""
+    try:
+        if not store.exists(key):
+            return None
+        value = store.read(key).result
+    except Exception:  # a partial or foreign record: write the partition again
+        return None
+    return value if isinstance(value, ForkSession) else None
 
 
 @task(name="write lazy (whole graph)", task_run_name="write lazy graph", **_RETRY)

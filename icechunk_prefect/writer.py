@@ -45,13 +45,14 @@ from icechunk_prefect.caching import (
 from icechunk_prefect.checks import Check, expected_schema
 from icechunk_prefect.datasets import as_dataset, subset_variables
 from icechunk_prefect.integrity import fork_problem, written_chunks
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, WritePlan
+from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, Partition, WritePlan
 from icechunk_prefect.repository import RepositoryLike, RepositorySource, resolve_repository
 from icechunk_prefect.runtime import flow_dask_client
 from icechunk_prefect.sessions import idempotency_key, tree_groups
 from icechunk_prefect.tasks import (
     METADATA_CACHE_POLICY,
     WRITE_CACHE_POLICY,
+    PartitionsWritten,
     check_reused_task,
     commit_task,
     merge_task,
@@ -59,7 +60,7 @@ from icechunk_prefect.tasks import (
     write_eager_task,
     write_lazy_graph_task,
     write_metadata_task,
-    write_partition_task,
+    write_partitions_task,
 )
 from icechunk_prefect.writing import (
     WriteMode,
@@ -104,8 +105,12 @@ class FlowDatasetWriter:
     commit proves the reused chunks readable once more under the commit lock (see
     :mod:`~icechunk_prefect.integrity`).
 
-    ``partitions_in_flight`` bounds the partition tasks running at once (default:
-    twice the cluster's worker threads, see the module doc). ``cluster_timeout``
+    ``partitions_in_flight`` bounds the partition task runs running at once
+    (default: twice the cluster's worker threads, see the module doc).
+    ``partitions_per_task`` sets how many partitions one ``write partitions`` task
+    run writes (default: one each while there are few, then enough that about four
+    task runs share each slot; each partition is still its own Dask task, and is
+    persisted on its own for resume). ``cluster_timeout``
     bounds the wait on a cluster that cannot run the lazy writes (no workers, the
     scheduler gone; see :func:`~icechunk_prefect.runtime.cluster_timeout`).
 
@@ -153,13 +158,18 @@ class FlowDatasetWriter:
     result_storage: ResultStorageLike | None = None
     checks: Sequence[Check] = ()
     cluster_timeout: float | None = None
+    partitions_per_task: int | None = None
 
     fork: ForkSession | None = field(default=None, init=False, repr=False)
     plan: WritePlan | None = field(default=None, init=False)
     _ds: xr.Dataset = field(init=False, repr=False)
     _source: RepositorySource = field(init=False, repr=False)
-    _lazy_forks: list[PrefectFuture[ForkSession]] = field(default_factory=list, init=False)
+    _lazy_forks: list[PrefectFuture[PartitionsWritten | ForkSession]] = field(
+        default_factory=list, init=False
+    )
     _lazy_calls: list[tuple[Any, dict[str, Any]]] = field(default_factory=list, init=False)
+    _batches: list[Sequence[Partition]] = field(default_factory=list, init=False)
+    _slots: int = field(default=1, init=False, repr=False)
     _reused_chunks: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, init=False)
     _lazy_runner: ThreadPoolTaskRunner[Any] | None = field(default=None, init=False, repr=False)
     _merged: ForkSession | None = field(default=None, init=False, repr=False)
@@ -240,8 +250,11 @@ class FlowDatasetWriter:
             self.fork = fork
         return fork
 
-    def write_lazy(self) -> list[PrefectFuture[ForkSession]]:
-        """Write the dask-backed variables: one task per partition, or one whole-graph task."""
+    def write_lazy(self) -> list[PrefectFuture[PartitionsWritten | ForkSession]]:
+        """Write the dask-backed variables: ``write partitions`` tasks (one partition
+        each, or several when there are many, see ``partitions_per_task``), whose
+        results are :class:`~icechunk_prefect.tasks.PartitionsWritten` (``.fork``
+        holds the writes), or one whole-graph task, whose result is the fork."""
         plan = self._require_plan()
         assert self.fork is not None
         if not plan.lazy:
@@ -260,20 +273,27 @@ class FlowDatasetWriter:
         )
         runner = self._start_lazy_runner()
         if self.partitioned:
-            task = self._cached(write_partition_task, WRITE_CACHE_POLICY)
+            task = self._cached(write_partitions_task, WRITE_CACHE_POLICY)
+            size = self.partitions_per_task or _default_per_task(len(plan.partitions), self._slots)
+            self._batches = [
+                plan.partitions[i : i + size] for i in range(0, len(plan.partitions), size)
+            ]
             self._lazy_calls = [
                 (
                     task,
                     {
                         "fork": child,
-                        "dataset": subset_variables(self._ds, p.variables).isel(p.source),
-                        "partition": p,
+                        "datasets": [
+                            subset_variables(self._ds, p.variables).isel(p.source) for p in batch
+                        ],
+                        "partitions": list(batch),
                         "group": plan.group,
                         "cache_scope": scope,
                         "cluster_timeout": self.cluster_timeout,
+                        "label": _batch_label(batch),
                     },
                 )
-                for p in plan.partitions
+                for batch in self._batches
             ]
         else:
             task = self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY)
@@ -298,9 +318,8 @@ class FlowDatasetWriter:
     def _start_lazy_runner(self) -> ThreadPoolTaskRunner[Any]:
         """The flow-process thread pool the lazy write tasks run on (see the module doc)."""
         if self._lazy_runner is None:
-            runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
-                max_workers=self.partitions_in_flight or _default_in_flight()
-            )
+            self._slots = self.partitions_in_flight or _default_in_flight()
+            runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=self._slots)
             self._lazy_runner = runner.__enter__()
         return self._lazy_runner
 
@@ -315,18 +334,22 @@ class FlowDatasetWriter:
         raises its own error here: nothing is merged or committed."""
         assert self.fork is not None
         try:
+            forks: list[ForkSession] = []
             if self.plan is not None and self._lazy_forks:
-                labels = (
-                    [p.label for p in self.plan.partitions] if self.partitioned else ["lazy graph"]
-                )
+                if self.partitioned:
+                    labels = [_batch_label(b) for b in self._batches]
+                    sizes = [len(b) for b in self._batches]
+                else:
+                    labels, sizes = ["lazy graph"], [len(self.plan.partitions) or 1]
                 progress = observability.track_progress(
-                    self._lazy_forks, labels, what=f"write {self.branch}"
+                    self._lazy_forks, labels, what=f"write {self.branch}", sizes=sizes
                 )
                 if progress.failed:
                     for future in self._lazy_forks:
                         future.result()  # the first failed write raises its error
                 self._check_reused(labels)
-            level: list[Any] = list(self._lazy_forks)
+                forks = [self._collect(future) for future in self._lazy_forks]
+            level: list[Any] = forks
             while len(level) > self.merge_split_every:
                 runner = self._start_lazy_runner()
                 level = [
@@ -334,7 +357,7 @@ class FlowDatasetWriter:
                     for group in tree_groups(level, self.merge_split_every)
                 ]
             if level:
-                self._merged = merge_task(level, self.fork, label=f"{len(self._lazy_forks)} forks")
+                self._merged = merge_task(level, self.fork, label=f"{len(forks)} forks")
             else:
                 self._merged = self.fork
         finally:
@@ -347,7 +370,7 @@ class FlowDatasetWriter:
         reused = [i for i, f in enumerate(self._lazy_forks) if _reused(f.state)]
         if not reused:
             return
-        forks = [self._lazy_forks[i].result() for i in reused]
+        forks = [_fork_of(self._lazy_forks[i].result()) for i in reused]
         problems = check_reused_task(forks, label=f"{len(forks)} reused forks")
         redo: list[int] = []
         for i, fork, problem in zip(reused, forks, problems, strict=True):
@@ -364,6 +387,15 @@ class FlowDatasetWriter:
             self._lazy_forks[i] = runner.submit(task.with_options(refresh_cache=True), params)
         for i in redo:
             self._lazy_forks[i].result()  # a failed rewrite raises its error
+
+    def _collect(self, future: PrefectFuture[Any]) -> ForkSession:
+        """A lazy write's fork; the chunks it reused from a failed run are noted (a
+        ``Cached`` task run's were, whole, by :meth:`_check_reused`)."""
+        result = future.result()
+        if isinstance(result, PartitionsWritten) and not _reused(future.state):
+            for path, coords in result.reused_chunks.items():
+                self._reused_chunks.setdefault(path, []).extend(coords)
+        return _fork_of(result)
 
     def _note_reused(self, fork: ForkSession) -> None:
         """Remember the chunks of a reused fork: the commit proves them readable again."""
@@ -455,6 +487,28 @@ def _log_discarded(step: str, problem: str) -> None:
         "since); writing it again",
         problem,
     )
+
+
+def _fork_of(result: Any) -> ForkSession:
+    fork: ForkSession = result.fork if isinstance(result, PartitionsWritten) else result
+    return fork
+
+
+def _batch_label(batch: Sequence[Partition]) -> str:
+    """``time[2024-01-01..2024-01-07]`` for one partition, the span for several."""
+    if len(batch) == 1:
+        return batch[0].label
+    return f"{batch[0].label} to {batch[-1].label} ({len(batch)} partitions)"
+
+
+def _default_per_task(partitions: int, in_flight: int) -> int:
+    """Partitions per ``write partitions`` task run: one each while there are few,
+    so that each task run waits on about one partition; with many, about four task
+    runs per slot in flight (at most 256 partitions each), so that the flow
+    process's cost per Prefect task run (tens of milliseconds) is shared by many
+    partitions (measured: see docs/benchmarks.md, row 3)."""
+    runs = 4 * max(1, in_flight)
+    return max(1, min(256, -(-partitions // runs)))
 
 
 def _default_in_flight() -> int:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from collections.abc import Hashable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import dask
 import dask.config
+import dask.core
 import numpy as np
 import xarray as xr
 import zarr
@@ -72,6 +74,7 @@ __all__ = [
     "write_lazy_graph",
     "write_metadata",
     "write_partition",
+    "write_partitions",
 ]
 
 WriteMode = Literal["w", "w-", "a", "a-", "r+"]
@@ -698,6 +701,80 @@ def write_partition(
     return written
 
 
+def write_partitions(
+    fork: ForkSession,
+    datasets: Sequence[xr.Dataset],
+    partitions: Sequence[Partition],
+    group: str | None,
+    *,
+    on_written: Callable[[int, ForkSession], None] | None = None,
+    client: Any | None = None,
+    cluster_timeout: float | None = None,
+) -> list[ForkSession]:
+    """Write several partitions (``datasets[i]`` is ``partitions[i]``'s block), each
+    into its own copy of ``fork``, as :func:`write_partition` does one; return their
+    forks in order.
+
+    On a cluster every partition is its own Dask task, all submitted at once (the
+    scheduler spreads them over the workers); ``on_written(i, fork)`` is called in
+    this process as each one finishes, so that a caller can persist it before the
+    others end. A partition that fails raises its error once the others have
+    finished (so that their writes are not lost to a retry); the wait on a cluster
+    that cannot run them is bounded as in :func:`write_partition`.
+    """
+    if len(datasets) != len(partitions):
+        raise ValueError("write_partitions needs one dataset per partition")
+    written: list[ForkSession | None] = [None] * len(partitions)
+    client = _cluster_client(client)
+    if client is None:
+        for i, (ds, p) in enumerate(zip(datasets, partitions, strict=True)):
+            one = written[i] = write_partition(fork, ds, p, group, client=None)
+            if on_written is not None:
+                on_written(i, one)
+        return [f for f in written if f is not None]
+    import queue
+
+    from icechunk_prefect.runtime import cluster_watchdog
+
+    futures = [
+        client.submit(_write_wrapped, fork, _Block.wrap(ds), p, group, pure=False)
+        for ds, p in zip(datasets, partitions, strict=True)
+    ]
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i, future in enumerate(futures):
+        future.add_done_callback(lambda _f, i=i: finished.put(i))
+    what = (
+        f"partition {partitions[0].label}"
+        if len(partitions) == 1
+        else f"{len(partitions)} partitions {partitions[0].label}..{partitions[-1].label}"
+    )
+    try:
+        with cluster_watchdog(client, what=what, timeout=cluster_timeout, futures=futures) as watch:
+            failed: BaseException | None = None
+            for _ in futures:
+                while True:
+                    try:
+                        i = finished.get(timeout=1.0)
+                        break
+                    except queue.Empty:
+                        watch.check()
+                try:
+                    one = written[i] = futures[i].result()
+                except Exception as exc:
+                    watch.check()  # the cluster went away: raise that at once
+                    failed = failed or exc  # else let the others finish (and persist)
+                    continue
+                if on_written is not None:
+                    on_written(i, one)
+            if failed is not None:
+                raise failed
+    finally:
+        unfinished = [f for f in futures if not f.done()]
+        if unfinished:
+            client.cancel(unfinished)
+    return [f for f in written if f is not None]
+
+
 @dataclass(frozen=True)
 class _Block:
     """A lazy dataset on its way to a Dask task, cloudpickled.
@@ -713,11 +790,67 @@ class _Block:
     def wrap(cls, dataset: xr.Dataset) -> _Block:
         import cloudpickle
 
-        return cls(cloudpickle.dumps(dataset))
+        return cls(cloudpickle.dumps(_culled(dataset)))
 
     def unwrap(self) -> xr.Dataset:
         dataset: xr.Dataset = pickle.loads(self.payload)
         return dataset
+
+
+def _culled(dataset: xr.Dataset) -> xr.Dataset:
+    """``dataset`` with each dask variable's graph reduced to what its own chunks need.
+
+    A partition's block is a slice of the whole dataset, and its graph still holds
+    every task of the whole dataset: pickled as is, each partition would ship the
+    whole graph (measured: a cost per partition that grows with the number of
+    partitions). Culling keeps the keys, so the block's token (and the resume cache
+    keys computed from it) are unchanged.
+    """
+    import dask.array as da
+
+    variables = {}
+    for name, var in dataset.variables.items():
+        data = var.data
+        if isinstance(data, da.Array):
+            culled = da.Array(_culled_graph(data), data.name, data.chunks, meta=data._meta)  # type: ignore[call-arg]
+            var = var.copy(deep=False, data=cast(Any, culled))
+        variables[name] = var
+    return dataset._replace(variables=variables)
+
+
+_BASE_GRAPHS: dict[frozenset[str], dict[Any, Any]] = {}
+_BASE_GRAPHS_LOCK = threading.Lock()
+_BASE_GRAPHS_KEPT = 8
+
+
+def _culled_graph(data: Any) -> dict[Any, Any]:
+    """The tasks ``data``'s own chunks need, found by walking back from its keys.
+
+    The graph below the block's own (slicing) layer is the same for every partition
+    of a write: it is flattened once and kept (a few, by layer names), so that each
+    partition costs a walk over its own tasks only, not over the whole graph.
+    """
+    from collections import ChainMap
+
+    from dask.optimization import cull
+
+    graph = data.__dask_graph__()
+    keys = list(dask.core.flatten(data.__dask_keys__()))
+    layers = getattr(graph, "layers", None)
+    if layers is None or data.name not in layers:
+        culled, _ = cull(dict(graph), keys)
+        return culled
+    below = frozenset(k for k in layers if k != data.name)
+    with _BASE_GRAPHS_LOCK:
+        base = _BASE_GRAPHS.get(below)
+    if base is None:
+        base = dict(ChainMap(*(layers[k] for k in below)))
+        with _BASE_GRAPHS_LOCK:
+            _BASE_GRAPHS[below] = base
+            while len(_BASE_GRAPHS) > _BASE_GRAPHS_KEPT:
+                _BASE_GRAPHS.pop(next(iter(_BASE_GRAPHS)))
+    culled, _ = cull(ChainMap(dict(layers[data.name]), base), keys)
+    return culled
 
 
 def _write_wrapped(

@@ -30,6 +30,9 @@ def _instrumented(
     d = Path(folder)
     tries = sorted(d.glob(f"computed-{loc}-*"))
     (d / f"computed-{loc}-{uuid.uuid4().hex}").touch()
+    if (d / f"fail-once-{loc}").exists():
+        (d / f"fail-once-{loc}").unlink()
+        raise RuntimeError(f"injected one-time failure of block {loc} (pid {os.getpid()})")
     if (d / f"poison-{loc}").exists():
         # A final error: the task is not retried (keeps the test fast).
         raise InputValidationError(f"injected permanent failure of block {loc}")
@@ -53,7 +56,8 @@ def instrument(
 ) -> xr.Dataset:
     """A copy of ``ds`` whose variable ``name`` records every block computation in ``folder``.
 
-    ``fail_times``: each block raises on its first tries; a ``poison-<loc>`` file makes
+    ``fail_times``: each block raises on its first tries; a ``fail-once-<loc>`` file
+    makes block ``loc`` raise once (a retried error); a ``poison-<loc>`` file makes
     block ``loc`` fail for good; a ``hang-<loc>`` file holds block ``loc`` (a
     ``hanging-<loc>-<pid>`` file says so) until it is removed; with ``kill``, a
     ``kill-<loc>`` file makes the process computing block ``loc`` SIGKILL itself once.
@@ -145,8 +149,9 @@ class MotoRepository:
 BLOCKS = ["0_0", "1_0", "2_0", "3_0"]  # small_dataset(): 40 steps, chunks of 10
 
 
-def failed_first_run(runner, repo_path, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """A run whose last partition fails for good; returns (run, ds, marks) to re-run with."""
+def failed_first_run(runner, repo_path, tmp_path, monkeypatch, **kw):  # type: ignore[no-untyped-def]
+    """A run whose last partition fails for good; returns (run, ds, marks) to re-run with
+    (``kw``: more arguments of the ``to_icechunk`` flow)."""
     from icechunk_prefect.caching import RESULT_STORAGE_ENV
 
     monkeypatch.setenv(RESULT_STORAGE_ENV, str(tmp_path / "results"))
@@ -156,6 +161,6 @@ def failed_first_run(runner, repo_path, tmp_path, monkeypatch):  # type: ignore[
     from icechunk_prefect import to_icechunk
 
     run = to_icechunk.with_options(task_runner=runner)
-    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True).is_failed()
+    assert run(ds, repo_path, mode="w", partition_size=10, return_state=True, **kw).is_failed()
     assert [computations(marks, b) for b in BLOCKS] == [1, 1, 1, 1]
     return run, ds, marks

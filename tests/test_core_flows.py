@@ -88,7 +88,7 @@ def test_more_control_steps_and_pickling(runner, repo_path):
         seen["time_chunks"] = group["time"].nchunks_initialized
         seen["lazy_chunks"] = group["a"].nchunks_initialized + group["b"].nchunks_initialized
         futures = writer.write_lazy()
-        forks += [f.result() for f in futures]
+        forks += [f.result().fork for f in futures]  # PartitionsWritten: one per batch
         forks.append(writer.merge())
         for fork in forks:
             assert isinstance(fork, ForkSession)
