@@ -72,6 +72,9 @@ class Timing:
     extra: dict[str, Any] = field(default_factory=dict)
     to_commit: float | None = None
     """Seconds from the call to the commit landing (the snapshot's ``written_at``)."""
+    cpu_s: float | None = None
+    """CPU seconds of this (the flow's) process during the call: ``time.process_time()``,
+    all its threads; the Dask workers and the Prefect API are other processes."""
 
     @property
     def mb_per_s(self) -> float:
@@ -150,9 +153,11 @@ def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **
     repo = create_repo(path)
     run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
     started = _utcnow()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     state = run(ds, path, mode="w", partitioned=partitioned, return_state=True, **kw)
     seconds = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     if not state.is_completed():
         raise RuntimeError(f"flow run did not complete: {state.type.value} {state.message}")
     meta = next(iter(repo.ancestry(branch="main"))).metadata or {}
@@ -162,6 +167,7 @@ def write_flow(ds: xr.Dataset, path: str, address: str, *, partitioned: bool, **
         flow_run_id=str(state.state_details.flow_run_id),
         extra={"partitions": meta.get("icechunk_prefect.partitions", "?")},
         to_commit=seconds_to_commit(repo, started),
+        cpu_s=cpu_s,
     )
 
 
@@ -353,3 +359,86 @@ def resume(ds: xr.Dataset, path: str, address: str, partitions: int) -> dict[str
         "partitions": actual,
         "done_before_kill": actual // 2,
     }
+
+
+# ------------------------------------------------------------------ row 8
+
+
+def next_step(ds: xr.Dataset, k: int) -> xr.Dataset:
+    """The ``k``-th daily time step after ``ds``'s last one (k = 1: the next), lazy.
+
+    No encoding: an append takes the chunks of the arrays it extends.
+    """
+    import pandas as pd
+
+    start = pd.Timestamp(ds["time"].values[-1]) + pd.Timedelta(days=k)
+    return synthetic_climate(
+        start=str(start),
+        periods=1,
+        nlat=ds.sizes["lat"],
+        nlon=ds.sizes["lon"],
+        variables=[str(v) for v in ds.data_vars],
+        time_chunk=1,
+    ).drop_encoding()
+
+
+def append_plain(step: xr.Dataset, path: str, address: str) -> Timing:
+    """Upstream: ``icechunk.xarray.to_icechunk(..., append_dim="time")`` + ``session.commit``
+    under a distributed client on the cluster (connecting the client is timed, as in 1a)."""
+    import icechunk
+    from distributed import Client
+    from icechunk.xarray import to_icechunk
+
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+    t0 = time.perf_counter()
+    with Client(address, set_as_default=True):
+        session = repo.writable_session("main")
+        to_icechunk(step, session, append_dim="time")
+        session.commit("plain append of one time step")
+    return Timing(time.perf_counter() - t0, data_bytes(step))
+
+
+def append_flow(step: xr.Dataset, path: str, address: str) -> Timing:
+    """This project's ``to_icechunk`` flow with ``append_dim="time"`` on the same cluster."""
+    from icechunk_prefect import IcechunkDaskTaskRunner, to_icechunk
+
+    run = to_icechunk.with_options(task_runner=IcechunkDaskTaskRunner(address=address))
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    state = run(step, path, append_dim="time", message="append one step", return_state=True)
+    seconds = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
+    if not state.is_completed():
+        raise RuntimeError(f"append flow run did not complete: {state.type.value} {state.message}")
+    return Timing(
+        seconds,
+        data_bytes(step),
+        flow_run_id=str(state.state_details.flow_run_id),
+        cpu_s=cpu_s,
+    )
+
+
+def verify_append(path: str, base_steps: int, steps: list[xr.Dataset]) -> None:
+    """The repository holds the base's steps and then exactly ``steps``, with their values."""
+    import icechunk
+
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+    back = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    want = base_steps + len(steps)
+    if back.sizes["time"] != want:
+        raise AssertionError(f"{path}: {back.sizes['time']} time steps, expected {want}")
+    for i, step in enumerate(steps):
+        at = back.isel(time=[base_steps + i])
+        if not np.array_equal(at["time"].values, step["time"].values):
+            raise AssertionError(f"{path}: step {base_steps + i} has the wrong time")
+        for name in step.data_vars:
+            if not np.array_equal(at[name].values, expected_values(step, str(name))):
+                raise AssertionError(f"{path}: {name} at step {base_steps + i} differs")
+
+
+# ------------------------------------------------------------------ row 9
+
+
+def tiny_dataset() -> xr.Dataset:
+    """A few KB: 8 daily steps of a 4 x 8 grid, three variables, two time chunks."""
+    return synthetic_climate(periods=8, nlat=4, nlon=8, time_chunk=4)
