@@ -242,7 +242,7 @@ class WriteCachePolicy(CachePolicy):
             return None
         fork: ForkSession = inputs["fork"]
         if "partitions" in inputs:  # a batch: the keys of its partitions
-            keys = [
+            keys = inputs.get("partition_keys") or [
                 partition_key(scope, p, inputs.get("group"), ds, fork)
                 for p, ds in zip(inputs["partitions"], inputs["datasets"], strict=True)
             ]

@@ -171,6 +171,7 @@ def write_partitions_task(
     cache_scope: str | None = None,
     cluster_timeout: float | None = None,
     label: str = "",
+    partition_keys: Sequence[str] | None = None,
 ) -> PartitionsWritten:
     """Write several partitions (``datasets[i]`` is the block of ``partitions[i]``),
     each a Dask task of its own, in one task run; return their merged fork.
@@ -184,7 +185,8 @@ def write_partitions_task(
     the forks found there (once proven readable, see
     :func:`~icechunk_prefect.integrity.fork_problem`) and writes only the others.
     The whole batch is also cached under :data:`WRITE_CACHE_POLICY` (then its task
-    run shows as ``Cached``).
+    run shows as ``Cached``). ``partition_keys`` (optional) are those keys, computed
+    once by the caller.
 
     Example:
         ```python
@@ -206,7 +208,11 @@ def write_partitions_task(
     reused_chunks: dict[str, list[tuple[int, ...]]] = {}
     if store is not None and cache_scope:
         for i, (p, ds) in enumerate(zip(partitions, datasets, strict=True)):
-            key = keys[i] = partition_key(cache_scope, p, group, ds, fork)
+            key = keys[i] = (
+                partition_keys[i]
+                if partition_keys
+                else partition_key(cache_scope, p, group, ds, fork)
+            )
             found = _persisted_fork(store, key)
             if found is None:
                 continue

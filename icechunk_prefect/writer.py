@@ -38,6 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from icechunk_prefect import faults, observability, provenance
 from icechunk_prefect.caching import (
     ResultStorageLike,
+    partition_key,
     resolve_result_storage,
     snapshot_identity,
     write_scope,
@@ -278,23 +279,28 @@ class FlowDatasetWriter:
             self._batches = [
                 plan.partitions[i : i + size] for i in range(0, len(plan.partitions), size)
             ]
-            self._lazy_calls = [
-                (
-                    task,
-                    {
-                        "fork": child,
-                        "datasets": [
-                            subset_variables(self._ds, p.variables).isel(p.source) for p in batch
-                        ],
-                        "partitions": list(batch),
-                        "group": plan.group,
-                        "cache_scope": scope,
-                        "cluster_timeout": self.cluster_timeout,
-                        "label": _batch_label(batch),
-                    },
+            self._lazy_calls = []
+            for batch in self._batches:
+                blocks = [subset_variables(self._ds, p.variables).isel(p.source) for p in batch]
+                keys = (
+                    [
+                        partition_key(scope, p, plan.group, b, child)
+                        for p, b in zip(batch, blocks, strict=True)
+                    ]
+                    if scope
+                    else None
                 )
-                for batch in self._batches
-            ]
+                params = {
+                    "fork": child,
+                    "datasets": blocks,
+                    "partitions": list(batch),
+                    "group": plan.group,
+                    "cache_scope": scope,
+                    "cluster_timeout": self.cluster_timeout,
+                    "label": _batch_label(batch),
+                    "partition_keys": keys,
+                }
+                self._lazy_calls.append((task, params))
         else:
             task = self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY)
             self._lazy_calls = [

@@ -751,21 +751,31 @@ def write_partitions(
     try:
         with cluster_watchdog(client, what=what, timeout=cluster_timeout, futures=futures) as watch:
             failed: BaseException | None = None
-            for _ in futures:
-                while True:
-                    try:
-                        i = finished.get(timeout=1.0)
-                        break
-                    except queue.Empty:
-                        watch.check()
+            left = len(futures)
+            while left:
                 try:
-                    one = written[i] = futures[i].result()
-                except Exception as exc:
-                    watch.check()  # the cluster went away: raise that at once
-                    failed = failed or exc  # else let the others finish (and persist)
+                    ready = [finished.get(timeout=1.0)]
+                except queue.Empty:
+                    watch.check()
                     continue
-                if on_written is not None:
-                    on_written(i, one)
+                while True:  # take every one finished by now: one round trip for them all
+                    try:
+                        ready.append(finished.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(ready)
+                good = [i for i in ready if futures[i].status == "finished"]
+                for i in ready:
+                    if i not in good:
+                        try:
+                            futures[i].result()
+                        except Exception as exc:
+                            watch.check()  # the cluster went away: raise that at once
+                            failed = failed or exc  # else let the others finish (and persist)
+                for i, one in zip(good, client.gather([futures[i] for i in good]), strict=True):
+                    written[i] = one
+                    if on_written is not None:
+                        on_written(i, one)
             if failed is not None:
                 raise failed
     finally:
