@@ -127,7 +127,7 @@ def _persist_task_results(monkeypatch) -> None:
     for name in (
         "write_metadata_task",
         "write_eager_task",
-        "write_partition_task",
+        "write_partitions_task",
         "merge_task",
         "commit_task",
     ):
