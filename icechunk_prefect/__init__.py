@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "write_lazy_graph_task": "tasks",
     "write_metadata_task": "tasks",
     "write_partition_task": "tasks",
+    "write_partitions_task": "tasks",
+    "PartitionsWritten": "tasks",
 }
 
 __all__ = [
@@ -121,6 +123,7 @@ __all__ = [
     "NothingToCommitError",
     "OperationResult",
     "Partition",
+    "PartitionsWritten",
     "RegionError",
     "RepositorySource",
     "SchemaMismatchError",
@@ -153,6 +156,7 @@ __all__ = [
     "write_lazy_graph_task",
     "write_metadata_task",
     "write_partition_task",
+    "write_partitions_task",
 ]
 
 
@@ -244,6 +248,7 @@ if TYPE_CHECKING:
         SyntheticSource,
     )
     from icechunk_prefect.tasks import (
+        PartitionsWritten,
         commit_task,
         merge_task,
         validate_task,
@@ -251,6 +256,7 @@ if TYPE_CHECKING:
         write_lazy_graph_task,
         write_metadata_task,
         write_partition_task,
+        write_partitions_task,
     )
     from icechunk_prefect.writer import (
         FlowDatasetWriter,
