@@ -57,6 +57,7 @@ __all__ = [
     "commit_resource_id",
     "emit_commit_event",
     "format_bytes",
+    "log_discarded",
     "log_plan",
     "log_step",
     "materialize_commit",
@@ -74,6 +75,16 @@ COMMIT_EVENT = "icechunk.commit"
 """Name of the Prefect event emitted after every commit made by this package."""
 
 _log = logging.getLogger("icechunk_prefect")
+
+
+def log_discarded(step: str, problem: str) -> None:
+    """Log that a fork a failed run persisted cannot be reused (``problem``)."""
+    log_step(
+        step,
+        "the fork a failed run left cannot be reused (%s, e.g. garbage collection ran "
+        "since); writing it again",
+        problem,
+    )
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

@@ -199,7 +199,7 @@ def write_partitions_task(
     from prefect.results import get_result_store
 
     from icechunk_prefect.caching import partition_key
-    from icechunk_prefect.observability import log_step
+    from icechunk_prefect.observability import log_discarded, log_step
 
     n = len(partitions)
     store = get_result_store() if cache_scope else None
@@ -218,11 +218,7 @@ def write_partitions_task(
                 continue
             problem = integrity.fork_problem(found)
             if problem is not None:
-                log_step(
-                    f"write {p.label}",
-                    "the fork a failed run left cannot be reused (%s); writing it again",
-                    problem,
-                )
+                log_discarded(f"write {p.label}", problem)
                 continue
             forks[i] = found
             for path, coords in integrity.written_chunks(found).items():

@@ -221,7 +221,7 @@ class FlowDatasetWriter:
             if problem is None:
                 self._note_reused(fork)
             else:
-                _log_discarded("write metadata", problem)
+                observability.log_discarded("write metadata", problem)
                 fork = task.with_options(refresh_cache=True)(**call)
         self.fork = fork
         self.plan = plan_write(
@@ -383,7 +383,7 @@ class FlowDatasetWriter:
             if problem is None:
                 self._note_reused(fork)
             else:
-                _log_discarded(f"write {labels[i]}", problem)
+                observability.log_discarded(f"write {labels[i]}", problem)
                 redo.append(i)
         if not redo:
             return
@@ -484,15 +484,6 @@ class FlowDatasetWriter:
 def _reused(state: Any) -> bool:
     """Whether a task run's result came from a failed run's persisted results."""
     return bool(state is not None and state.is_completed() and state.name == "Cached")
-
-
-def _log_discarded(step: str, problem: str) -> None:
-    observability.log_step(
-        step,
-        "the fork a failed run left cannot be reused (%s, e.g. garbage collection ran "
-        "since); writing it again",
-        problem,
-    )
 
 
 def _fork_of(result: Any) -> ForkSession:
