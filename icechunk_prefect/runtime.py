@@ -267,14 +267,6 @@ class _Watch:
         if self.problem is not None:
             raise _unavailable(self.what, self.limit, self.problem)
 
-    def result(self, future: Any) -> Any:
-        """``future.result()``, checking the watchdog while it waits."""
-        while True:
-            try:
-                return future.result(timeout=min(1.0, self.limit / 5))
-            except TimeoutError:
-                self.check()
-
 
 @contextlib.contextmanager
 def cluster_watchdog(
@@ -283,8 +275,8 @@ def cluster_watchdog(
     """Bound a wait on ``client``'s cluster: when it cannot run work (no workers, the
     scheduler gone) for ``timeout`` seconds (see :func:`cluster_timeout`), cancel
     ``futures`` (default: every future of the client) and raise
-    :class:`~icechunk_prefect.errors.ClusterUnavailableError` from the wait (wait
-    on a future with the yielded object's ``result``).
+    :class:`~icechunk_prefect.errors.ClusterUnavailableError` from the wait (call
+    the yielded object's ``check`` while waiting, e.g. between short timeouts).
 
     Work that runs long on a healthy cluster is never cut short: only the time
     during which the cluster cannot run anything counts.

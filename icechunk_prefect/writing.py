@@ -686,18 +686,9 @@ def write_partition(
     ``cluster_timeout`` seconds (see :func:`~icechunk_prefect.runtime.cluster_timeout`),
     the wait ends with :class:`~icechunk_prefect.errors.ClusterUnavailableError`.
     """
-    client = _cluster_client(client)
-    if client is None:
-        # A private copy, as a Dask task gets: concurrent partitions never share a fork.
-        return _write_partition_here(pickle.loads(pickle.dumps(fork)), dataset, partition, group)
-    from icechunk_prefect.runtime import cluster_watchdog
-
-    block = _Block.wrap(dataset)
-    future = client.submit(_write_wrapped, fork, block, partition, group, pure=False)
-    with cluster_watchdog(
-        client, what=f"partition {partition.label}", timeout=cluster_timeout, futures=[future]
-    ) as watch:
-        written: ForkSession = watch.result(future)
+    (written,) = write_partitions(
+        fork, [dataset], [partition], group, client=client, cluster_timeout=cluster_timeout
+    )
     return written
 
 
@@ -728,7 +719,8 @@ def write_partitions(
     client = _cluster_client(client)
     if client is None:
         for i, (ds, p) in enumerate(zip(datasets, partitions, strict=True)):
-            one = written[i] = write_partition(fork, ds, p, group, client=None)
+            # A private copy, as a Dask task gets: concurrent partitions never share a fork.
+            one = written[i] = _write_partition_here(pickle.loads(pickle.dumps(fork)), ds, p, group)
             if on_written is not None:
                 on_written(i, one)
         return [f for f in written if f is not None]

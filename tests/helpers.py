@@ -75,8 +75,36 @@ def fail_always(ds: xr.Dataset, name: str) -> xr.Dataset:
     return out
 
 
-def task_states(flow_run_id: object) -> dict[str, list[str]]:
-    """Names of a flow run's task runs -> their final state names (e.g. 'Cached')."""
+_FINAL_STATES = {"Completed", "Cached", "Failed", "Crashed", "Cancelled", "NotReady"}
+
+
+def task_states(
+    flow_run_id: object, settle: float = 1.0, wait: float = 20.0
+) -> dict[str, list[str]]:
+    """Names of a flow run's task runs -> their final state names (e.g. 'Cached').
+
+    The API records task runs from the events the run emitted, after the flow call has
+    returned (as the UI sees them, a moment later): read until every task run is in a
+    final state and nothing changed for ``settle`` seconds (at most ``wait`` seconds)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    last = _read_task_states(flow_run_id)
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _read_task_states(flow_run_id)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+            continue
+        final = all(st in _FINAL_STATES for states in now.values() for st in states)
+        # A task run of a failed flow may stay Running for good: settle longer, not forever.
+        if time.monotonic() - stable_since >= (settle if final else 5 * settle):
+            break
+    return last
+
+
+def _read_task_states(flow_run_id: object) -> dict[str, list[str]]:
     import asyncio
 
     from prefect.client.orchestration import get_client
