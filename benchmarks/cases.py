@@ -244,12 +244,14 @@ def merge_commit_forks(
     """Merge ``n`` forks (one chunk each) with ``merge_forks``, commit with ``commit_fork``.
 
     The forks are pickled copies of one fork of a clean session, as partition
-    tasks return them. Making them is not timed.
+    tasks return them, with their chunk counts read where they were written (as a
+    partition's Dask task reads them on the worker). Making them is not timed.
     """
     import zarr
 
     from icechunk_prefect import commit_fork, merge_forks
     from icechunk_prefect.integrity import unreadable_chunks, written_chunks
+    from icechunk_prefect.sessions import chunk_counts
 
     repo = create_repo(path)
     session = repo.writable_session("main")
@@ -261,16 +263,18 @@ def merge_commit_forks(
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     forks = []
+    counts = []
     for i in range(n):
         child = pickle.loads(blob)
         zarr.open_array(child.store, path="a", mode="r+")[i] = rng.random(width)
+        counts.append(chunk_counts(child))  # read on the worker, as a partition's Dask task does
         forks.append(pickle.loads(pickle.dumps(child)))  # as it comes back from a worker
     make_s = time.perf_counter() - t0
     into = pickle.loads(blob)
     out: dict[str, str] = {}
     with flow_process_profile(profile is not None, out):
         t0 = time.perf_counter()
-        merged = merge_forks(forks, into)
+        merged = merge_forks(forks, into, counts=counts)
         merge_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         commit_fork(path, "main", merged, message=f"{n} forks", base_snapshot=base, key=f"k{n}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import pickle
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from icechunk_prefect.repository import RepositoryLike, commit_lock, resolve_rep
 __all__ = [
     "IDEMPOTENCY_KEY",
     "METADATA_PREFIX",
+    "chunk_counts",
     "chunks_written",
     "commit_fork",
     "find_commit",
@@ -42,40 +45,97 @@ def chunks_written(fork: ForkSession) -> dict[str, set[tuple[int, ...]]]:
     }
 
 
+def chunk_counts(fork: ForkSession) -> dict[str, int]:
+    """How many chunks a fork has written, by array path (what :func:`merge_forks`
+    checks; cheapest where the fork was written, e.g. on the worker)."""
+    return {path: len(coords) for path, coords in fork.status().updated_chunks.items()}
+
+
 def merge_forks(
     forks: Sequence[ForkSession],
     into: ForkSession | None = None,
     *,
     check_overlap: bool = True,
+    counts: Sequence[Mapping[str, int]] | None = None,
 ) -> ForkSession:
     """Merge ``forks`` (into ``into``, or into the first of them) and return the result.
 
     With ``check_overlap`` (the default), refuse forks that wrote the same chunk:
-    Icechunk's merge would keep the last one silently.
+    Icechunk's merge would keep the last one silently. The check is exact and
+    costs one :func:`chunk_counts` per fork, read here unless ``counts`` (one per
+    fork, in order) are given: the merged fork holds as many chunks as the forks
+    together exactly when no two of them share one. Only then are the chunks
+    themselves compared, to name the two forks. On an overlap ``into`` is left as
+    it was.
+
+    Example:
+        ```python
+        import pickle
+        import icechunk, numpy as np, zarr
+        from icechunk_prefect import merge_forks
+
+        repo = icechunk.Repository.create(icechunk.in_memory_storage())
+        session = repo.writable_session("main")
+        zarr.create_array(session.store, name="a", shape=(4,), chunks=(1,), dtype="i8")
+        session.commit("create")
+        parent = repo.writable_session("main")
+        fork = parent.fork()
+        forks = []
+        for i in range(4):  # as four workers would, each on its own copy
+            child = pickle.loads(pickle.dumps(fork))
+            zarr.open_array(child.store, path="a", mode="r+")[i] = i
+            forks.append(child)
+        parent.merge(merge_forks(forks))
+        assert parent.status().updated_chunks["/a"] == [[0], [1], [2], [3]]
+        ```
     """
     forks = list(forks)
+    if counts is not None and len(counts) != len(forks):
+        raise ValueError(f"merge_forks got {len(counts)} chunk counts for {len(forks)} forks")
+    checked_into = into is None
+    first: list[Mapping[str, int]] | None = None
     if into is None:
         if not forks:
             raise ValueError("merge_forks needs at least one fork")
         into, forks = forks[0], forks[1:]
-        checked = [into, *forks]
-    else:
-        checked = forks
-    if check_overlap and len(checked) > 1:
-        seen: dict[tuple[str, tuple[int, ...]], int] = {}
-        for i, fork in enumerate(checked):
-            for path, coords in chunks_written(fork).items():
-                for c in coords:
-                    j = seen.setdefault((path, c), i)
-                    if j != i:
-                        raise DoubleWriteError(
-                            f"Two partitions ({j} and {i} of this merge) wrote chunk {list(c)} of "
-                            f"array {path!r}; the last would silently win. The partitions overlap: "
-                            "check the plan's partition size against the chunk size."
-                        )
-    if forks:
+        first = [counts[0]] if counts is not None else None
+        counts = counts[1:] if counts is not None else None
+    if not forks:
+        return into
+    if not check_overlap:
         into.merge(*forks)
-    return into
+        return into
+    if counts is None:
+        counts = [chunk_counts(f) for f in forks]
+    expected = Counter(first[0] if first is not None else chunk_counts(into))
+    for c in counts:
+        expected.update(c)
+    # Into a copy: on an overlap the caller's fork is left as it was.
+    merged: ForkSession = pickle.loads(pickle.dumps(into))
+    merged.merge(*forks)
+    got = chunk_counts(merged)
+    short = {p for p, n in expected.items() if got.get(p, 0) != n}
+    if short:
+        _raise_overlap([into, *forks] if checked_into else forks, short)
+        # Only ``into`` (not checked) overlapped a fork: as before, that is allowed.
+    return merged
+
+
+def _raise_overlap(forks: Sequence[ForkSession], paths: set[str]) -> None:
+    """Name the first two of ``forks`` that wrote one chunk of ``paths`` (if any)."""
+    seen: dict[tuple[str, tuple[int, ...]], int] = {}
+    for i, fork in enumerate(forks):
+        for path, coords in fork.status().updated_chunks.items():
+            if path not in paths:
+                continue
+            for c in coords:
+                j = seen.setdefault((path, tuple(c)), i)
+                if j != i:
+                    raise DoubleWriteError(
+                        f"Two partitions ({j} and {i} of this merge) wrote chunk {list(c)} of "
+                        f"array {path!r}; the last would silently win. The partitions overlap: "
+                        "check the plan's partition size against the chunk size."
+                    )
 
 
 def idempotency_key(*parts: Any) -> str:

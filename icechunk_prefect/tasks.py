@@ -205,6 +205,7 @@ def write_partitions_task(
     store = get_result_store() if cache_scope else None
     keys: list[str | None] = [None] * n
     forks: list[ForkSession | None] = [None] * n
+    counts: list[dict[str, int]] = [{} for _ in range(n)]  # chunks per array, for the merge
     reused_chunks: dict[str, list[tuple[int, ...]]] = {}
     if store is not None and cache_scope:
         for i, (p, ds) in enumerate(zip(partitions, datasets, strict=True)):
@@ -223,6 +224,7 @@ def write_partitions_task(
             forks[i] = found
             for path, coords in integrity.written_chunks(found).items():
                 reused_chunks.setdefault(path, []).extend(coords)
+                counts[i][path] = len(coords)
     todo = [i for i in range(n) if forks[i] is None]
 
     def persist(j: int, written: ForkSession) -> None:
@@ -232,6 +234,7 @@ def write_partitions_task(
         if store is not None and key is not None:
             store.write(written, key=key)
 
+    new_counts: list[dict[str, int]] = []
     writing.write_partitions(
         fork,
         [datasets[i] for i in todo],
@@ -239,8 +242,12 @@ def write_partitions_task(
         group,
         on_written=persist,
         cluster_timeout=cluster_timeout,
+        counts=new_counts,
     )
+    for i, c in zip(todo, new_counts, strict=True):
+        counts[i] = c
     done = [f for f in forks if f is not None]
+    done_counts = [c for f, c in zip(forks, counts, strict=True) if f is not None]
     if len(todo) < n:
         log_step(
             f"write {label or n}",
@@ -249,7 +256,7 @@ def write_partitions_task(
             n,
         )
     return PartitionsWritten(
-        fork=sessions.merge_forks(done) if done else fork,
+        fork=sessions.merge_forks(done, counts=done_counts) if done else fork,
         written=len(todo),
         reused=n - len(todo),
         reused_chunks=reused_chunks,

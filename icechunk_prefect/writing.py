@@ -62,6 +62,7 @@ from icechunk_prefect.planning import (
     stored_chunking,
 )
 from icechunk_prefect.repository import RepositoryLike, open_repository
+from icechunk_prefect.sessions import chunk_counts
 
 __all__ = [
     "WriteMode",
@@ -701,6 +702,7 @@ def write_partitions(
     on_written: Callable[[int, ForkSession], None] | None = None,
     client: Any | None = None,
     cluster_timeout: float | None = None,
+    counts: list[dict[str, int]] | None = None,
 ) -> list[ForkSession]:
     """Write several partitions (``datasets[i]`` is ``partitions[i]``'s block), each
     into its own copy of ``fork``, as :func:`write_partition` does one; return their
@@ -712,18 +714,23 @@ def write_partitions(
     others end. A partition that fails raises its error once the others have
     finished (so that their writes are not lost to a retry); the wait on a cluster
     that cannot run them is bounded as in :func:`write_partition`.
+
+    ``counts`` (optional, an empty list) receives each fork's
+    :func:`~icechunk_prefect.sessions.chunk_counts`, in order, read where the
+    partition was written: pass them to :func:`~icechunk_prefect.sessions.merge_forks`.
     """
     if len(datasets) != len(partitions):
         raise ValueError("write_partitions needs one dataset per partition")
-    written: list[ForkSession | None] = [None] * len(partitions)
+    written: list[tuple[ForkSession, dict[str, int]] | None] = [None] * len(partitions)
     client = _cluster_client(client)
     if client is None:
         for i, (ds, p) in enumerate(zip(datasets, partitions, strict=True)):
             # A private copy, as a Dask task gets: concurrent partitions never share a fork.
-            one = written[i] = _write_partition_here(pickle.loads(pickle.dumps(fork)), ds, p, group)
+            one = _write_partition_here(pickle.loads(pickle.dumps(fork)), ds, p, group)
+            written[i] = (one, chunk_counts(one))
             if on_written is not None:
                 on_written(i, one)
-        return [f for f in written if f is not None]
+        return _forks_and_counts(written, counts)
     import queue
 
     from icechunk_prefect.runtime import cluster_watchdog
@@ -767,14 +774,24 @@ def write_partitions(
                 for i, one in zip(good, client.gather([futures[i] for i in good]), strict=True):
                     written[i] = one
                     if on_written is not None:
-                        on_written(i, one)
+                        on_written(i, one[0])
             if failed is not None:
                 raise failed
     finally:
         unfinished = [f for f in futures if not f.done()]
         if unfinished:
             client.cancel(unfinished)
-    return [f for f in written if f is not None]
+    return _forks_and_counts(written, counts)
+
+
+def _forks_and_counts(
+    written: Sequence[tuple[ForkSession, dict[str, int]] | None],
+    counts: list[dict[str, int]] | None,
+) -> list[ForkSession]:
+    done = [w for w in written if w is not None]
+    if counts is not None:
+        counts.extend(c for _, c in done)
+    return [f for f, _ in done]
 
 
 @dataclass(frozen=True)
@@ -857,8 +874,11 @@ def _culled_graph(data: Any) -> dict[Any, Any]:
 
 def _write_wrapped(
     fork: ForkSession, block: _Block, partition: Partition, group: str | None
-) -> ForkSession:
-    return _write_partition_here(fork, block.unwrap(), partition, group)
+) -> tuple[ForkSession, dict[str, int]]:
+    """The Dask task of a partition: its fork, and its chunk counts read here, where
+    the fork's snapshot is at hand (the merge checks overlaps with them)."""
+    written = _write_partition_here(fork, block.unwrap(), partition, group)
+    return written, chunk_counts(written)
 
 
 def _write_partition_here(
