@@ -180,8 +180,3 @@ def bytes_per_step(ds: xr.Dataset, names: Iterable[str], dim: str) -> int:
         if dim in v.dims:
             total += int(v.dtype.itemsize * v.size // max(1, v.sizes[dim]))
     return total
-
-
-def mapping_of_slices(region: Mapping[str, slice]) -> dict[str, tuple[int, int]]:
-    """JSON-friendly form of a region."""
-    return {k: (int(s.start or 0), int(s.stop)) for k, s in region.items()}

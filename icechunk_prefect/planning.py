@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from icechunk_prefect.datasets import bytes_per_step, label_range, lazy_variables
+from icechunk_prefect.datasets import bytes_per_step, label_range
 from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
 
 __all__ = [
@@ -326,8 +326,3 @@ def _default_partition_dim(ds: xr.Dataset, variables: Sequence[str]) -> str:
     if not dims:
         raise InputValidationError(f"Variable {biggest!r} is a scalar; nothing to partition.")
     return str(dims[0])
-
-
-def lazy_names(ds: xr.Dataset) -> tuple[str, ...]:
-    """The dask-backed variables of ``ds``."""
-    return tuple(lazy_variables(ds))

@@ -9,7 +9,7 @@ import pickle
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import icechunk
@@ -298,11 +298,3 @@ def _require_readable(
 def tree_groups(items: Sequence[Any], split_every: int) -> list[list[Any]]:
     """Split ``items`` into consecutive groups of at most ``split_every``."""
     return [list(items[i : i + split_every]) for i in range(0, len(items), split_every)]
-
-
-def flatten(items: Iterable[Any]) -> list[Any]:
-    """Flatten one level of nested lists."""
-    out: list[Any] = []
-    for x in items:
-        out.extend(x if isinstance(x, list) else [x])
-    return out

@@ -267,11 +267,6 @@ def _zarr_encoding(ds: xr.Dataset, time_chunk: int, dim: str = "time") -> xr.Dat
     return ds
 
 
-def variables_with(ds: xr.Dataset, dim: str) -> list[str]:
-    """Data variables of ``ds`` that have dimension ``dim``, sorted."""
-    return sorted(str(n) for n, v in ds.data_vars.items() if dim in v.dims)
-
-
 def check_variables(
     requested: Sequence[str] | None, available: Sequence[str], where: str
 ) -> list[str]:
