@@ -251,8 +251,7 @@ def merge_commit_forks(
     import zarr
 
     from icechunk_prefect import commit_fork, merge_forks
-    from icechunk_prefect.integrity import unreadable_chunks, written_chunks
-    from icechunk_prefect.sessions import chunk_counts
+    from icechunk_prefect.core.integrity import chunk_counts, unreadable_chunks, written_chunks
 
     repo = create_repo(path)
     session = repo.writable_session("main")

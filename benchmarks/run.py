@@ -512,7 +512,7 @@ def _other_rows(
     import cloudpickle
     import profiling
 
-    from icechunk_prefect import ensure_shared_api
+    from icechunk_prefect.runtime import ensure_shared_api
 
     # Workers cannot import the benchmark's modules: ship their functions by value.
     cloudpickle.register_pickle_by_value(cases)

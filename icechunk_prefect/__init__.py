@@ -1,21 +1,30 @@
 """icechunk-prefect: transactional, distributed writes of Xarray/Dask data into Icechunk
 repositories, as retryable Prefect tasks on a Dask cluster.
 
-Public API:
+The public API (documented in docs/api.md):
 
 - flows: :func:`to_icechunk`, :func:`store_dask`, :func:`prepare_write`, :func:`finish_write`
-- steps inside your own flows: :class:`FlowDatasetWriter` and the tasks in
-  :mod:`icechunk_prefect.tasks`
-- where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
+- steps inside your own flows: :class:`FlowDatasetWriter` (its result: :class:`WriteResult`);
+  the tasks themselves are in :mod:`icechunk_prefect.tasks`
 - operations: :func:`create_dataset`, :func:`append_dataset` (scheduled),
   :func:`backfill_dataset` (UI-triggered), :func:`maintain_repository`, fed by sources
   (:class:`SyntheticSource`, :class:`NetCDFFolderSource`, :class:`ImportedSource`)
+- where things run: :class:`IcechunkDaskTaskRunner`, :class:`DaskClusterConfig`
 - where data lives: :class:`LocalRepository`, :class:`IcechunkRepository` (a Prefect
-  Block: local, S3, GCS, Azure, credentials resolved on the workers),
-  :func:`open_repository`
-- what a write shows: :mod:`icechunk_prefect.observability` (progress and commit
-  artifacts, the :data:`COMMIT_EVENT` event, :func:`commit_history`)
-- errors: :class:`IcechunkPrefectError` and its subclasses
+  Block: local, S3, GCS, Azure, credentials resolved on the workers), any
+  :class:`RepositorySource`, :func:`open_repository`
+- your own checks before the commit: :class:`CheckContext`
+- forks by hand: :func:`merge_forks`, :func:`commit_fork`
+- what a write shows: the :data:`COMMIT_EVENT` event, :func:`commit_history` (more in
+  :mod:`icechunk_prefect.reporting`)
+- errors: :class:`IcechunkPrefectError`; its subclasses are in :mod:`icechunk_prefect.errors`
+
+Example:
+    ```python
+    import icechunk_prefect
+
+    assert "to_icechunk" in icechunk_prefect.__all__
+    ```
 """
 
 from __future__ import annotations
@@ -30,133 +39,59 @@ __version__ = "0.1.0"
 # the CLI re-import its main module, and every worker would pay for Prefect,
 # xarray and icechunk at start-up otherwise.
 _EXPORTS: dict[str, str] = {
-    "COMMIT_EVENT": "observability",
-    "CheckContext": "checks",
-    "CheckFailedError": "errors",
-    "ChunkAlignmentError": "errors",
-    "ClusterUnavailableError": "errors",
-    "CommitConflictError": "errors",
-    "CommitRecord": "observability",
-    "CommitSummary": "observability",
-    "ConfigurationError": "errors",
-    "DaskClusterConfig": "runtime",
-    "DatasetSource": "sources",
-    "DoubleWriteError": "errors",
-    "DuplicateStepsError": "errors",
-    "FlowDatasetWriter": "writer",
-    "GapError": "errors",
-    "IcechunkDaskTaskRunner": "runtime",
-    "IcechunkPrefectError": "errors",
-    "IcechunkRepository": "blocks",
-    "ImportedSource": "sources",
-    "InputValidationError": "errors",
-    "LocalRepository": "repository",
-    "MaintenanceIncompleteError": "errors",
-    "MaintenanceReport": "operations",
-    "MissingObjectsError": "errors",
-    "NetCDFFolderSource": "sources",
-    "NothingToCommitError": "errors",
-    "OperationResult": "operations",
-    "Partition": "planning",
-    "RegionError": "errors",
-    "RepositorySource": "repository",
-    "SchemaMismatchError": "errors",
-    "SourceConfig": "sources",
-    "SyntheticSource": "sources",
-    "WriteError": "errors",
-    "WritePlan": "planning",
-    "WriteResult": "writer",
-    "append_dataset": "operations",
-    "backfill_dataset": "operations",
-    "commit_fork": "sessions",
-    "commit_history": "observability",
-    "commit_task": "tasks",
-    "create_dataset": "operations",
-    "ensure_shared_api": "runtime",
-    "find_commit": "sessions",
-    "finish_write": "flows",
-    "maintain_repository": "operations",
-    "merge_forks": "sessions",
-    "merge_task": "tasks",
-    "open_repository": "repository",
-    "prepare_write": "flows",
-    "resolve_repository": "repository",
-    "run_checks": "checks",
-    "store_dask": "flows",
-    "summarize_commit": "observability",
     "to_icechunk": "flows",
-    "validate_task": "tasks",
-    "write_eager_task": "tasks",
-    "write_lazy_graph_task": "tasks",
-    "write_metadata_task": "tasks",
-    "write_partition_task": "tasks",
-    "write_partitions_task": "tasks",
-    "PartitionsWritten": "tasks",
+    "store_dask": "flows",
+    "prepare_write": "flows",
+    "finish_write": "flows",
+    "FlowDatasetWriter": "writer",
+    "WriteResult": "core.planning",
+    "create_dataset": "operations.flows",
+    "append_dataset": "operations.flows",
+    "backfill_dataset": "operations.flows",
+    "maintain_repository": "operations.maintenance",
+    "SyntheticSource": "operations.sources",
+    "NetCDFFolderSource": "operations.sources",
+    "ImportedSource": "operations.sources",
+    "IcechunkDaskTaskRunner": "runtime",
+    "DaskClusterConfig": "runtime",
+    "IcechunkRepository": "storage.block",
+    "LocalRepository": "storage.local",
+    "RepositorySource": "storage.local",
+    "open_repository": "storage.resolve",
+    "CheckContext": "core.checks",
+    "merge_forks": "core.sessions",
+    "commit_fork": "core.sessions",
+    "COMMIT_EVENT": "reporting.publish",
+    "commit_history": "reporting.history",
+    "IcechunkPrefectError": "errors",
 }
 
 __all__ = [
     "COMMIT_EVENT",
     "CheckContext",
-    "CheckFailedError",
-    "ChunkAlignmentError",
-    "ClusterUnavailableError",
-    "CommitConflictError",
-    "CommitRecord",
-    "CommitSummary",
-    "ConfigurationError",
     "DaskClusterConfig",
-    "DatasetSource",
-    "DoubleWriteError",
-    "DuplicateStepsError",
     "FlowDatasetWriter",
-    "GapError",
     "IcechunkDaskTaskRunner",
     "IcechunkPrefectError",
     "IcechunkRepository",
     "ImportedSource",
-    "InputValidationError",
     "LocalRepository",
-    "MaintenanceIncompleteError",
-    "MaintenanceReport",
-    "MissingObjectsError",
     "NetCDFFolderSource",
-    "NothingToCommitError",
-    "OperationResult",
-    "Partition",
-    "PartitionsWritten",
-    "RegionError",
     "RepositorySource",
-    "SchemaMismatchError",
-    "SourceConfig",
     "SyntheticSource",
-    "WriteError",
-    "WritePlan",
     "WriteResult",
     "append_dataset",
     "backfill_dataset",
     "commit_fork",
     "commit_history",
-    "commit_task",
     "create_dataset",
-    "ensure_shared_api",
-    "find_commit",
     "finish_write",
     "maintain_repository",
     "merge_forks",
-    "merge_task",
     "open_repository",
     "prepare_write",
-    "resolve_repository",
-    "run_checks",
     "store_dask",
-    "summarize_commit",
     "to_icechunk",
-    "validate_task",
-    "write_eager_task",
-    "write_lazy_graph_task",
-    "write_metadata_task",
-    "write_partition_task",
-    "write_partitions_task",
 ]
 
 
@@ -174,91 +109,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from icechunk_prefect.blocks import (
-        IcechunkRepository,
-    )
-    from icechunk_prefect.checks import (
-        CheckContext,
-        run_checks,
-    )
-    from icechunk_prefect.errors import (
-        CheckFailedError,
-        ChunkAlignmentError,
-        ClusterUnavailableError,
-        CommitConflictError,
-        ConfigurationError,
-        DoubleWriteError,
-        DuplicateStepsError,
-        GapError,
-        IcechunkPrefectError,
-        InputValidationError,
-        MaintenanceIncompleteError,
-        MissingObjectsError,
-        NothingToCommitError,
-        RegionError,
-        SchemaMismatchError,
-        WriteError,
-    )
-    from icechunk_prefect.flows import (
-        finish_write,
-        prepare_write,
-        store_dask,
-        to_icechunk,
-    )
-    from icechunk_prefect.observability import (
-        COMMIT_EVENT,
-        CommitRecord,
-        CommitSummary,
-        commit_history,
-        summarize_commit,
-    )
-    from icechunk_prefect.operations import (
-        MaintenanceReport,
-        OperationResult,
-        append_dataset,
-        backfill_dataset,
-        create_dataset,
-        maintain_repository,
-    )
-    from icechunk_prefect.planning import (
-        Partition,
-        WritePlan,
-    )
-    from icechunk_prefect.repository import (
-        LocalRepository,
-        RepositorySource,
-        open_repository,
-        resolve_repository,
-    )
-    from icechunk_prefect.runtime import (
-        DaskClusterConfig,
-        IcechunkDaskTaskRunner,
-        ensure_shared_api,
-    )
-    from icechunk_prefect.sessions import (
-        commit_fork,
-        find_commit,
-        merge_forks,
-    )
-    from icechunk_prefect.sources import (
-        DatasetSource,
+    from icechunk_prefect.core.checks import CheckContext
+    from icechunk_prefect.core.planning import WriteResult
+    from icechunk_prefect.core.sessions import commit_fork, merge_forks
+    from icechunk_prefect.errors import IcechunkPrefectError
+    from icechunk_prefect.flows import finish_write, prepare_write, store_dask, to_icechunk
+    from icechunk_prefect.operations.flows import append_dataset, backfill_dataset, create_dataset
+    from icechunk_prefect.operations.maintenance import maintain_repository
+    from icechunk_prefect.operations.sources import (
         ImportedSource,
         NetCDFFolderSource,
-        SourceConfig,
         SyntheticSource,
     )
-    from icechunk_prefect.tasks import (
-        PartitionsWritten,
-        commit_task,
-        merge_task,
-        validate_task,
-        write_eager_task,
-        write_lazy_graph_task,
-        write_metadata_task,
-        write_partition_task,
-        write_partitions_task,
-    )
-    from icechunk_prefect.writer import (
-        FlowDatasetWriter,
-        WriteResult,
-    )
+    from icechunk_prefect.reporting.history import commit_history
+    from icechunk_prefect.reporting.publish import COMMIT_EVENT
+    from icechunk_prefect.runtime import DaskClusterConfig, IcechunkDaskTaskRunner
+    from icechunk_prefect.storage.block import IcechunkRepository
+    from icechunk_prefect.storage.local import LocalRepository, RepositorySource
+    from icechunk_prefect.storage.resolve import open_repository
+    from icechunk_prefect.writer import FlowDatasetWriter

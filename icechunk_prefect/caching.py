@@ -44,14 +44,14 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.hashing import hash_objects
 
-from icechunk_prefect.planning import Partition
-from icechunk_prefect.repository import resolve_repository
+from icechunk_prefect.core.planning import Partition, array_path
+from icechunk_prefect.storage.resolve import resolve_repository
 
 __all__ = [
     "RESULT_STORAGE_ENV",
     "MetadataCachePolicy",
+    "ResultStorageLike",
     "WriteCachePolicy",
-    "array_path",
     "default_result_storage",
     "node_ids",
     "partition_key",
@@ -90,12 +90,6 @@ def resolve_result_storage(storage: ResultStorageLike | None) -> WritableFileSys
         return storage
     path = default_result_storage() if storage is None else Path(os.fspath(storage))
     return path.expanduser().absolute()
-
-
-def array_path(group: str | None, name: str) -> str:
-    """The Icechunk path of array ``name`` in ``group`` (``/g/sub/name``)."""
-    parts = [p for p in (group or "").strip("/").split("/") if p]
-    return "/" + "/".join([*parts, name])
 
 
 def node_ids(fork: ForkSession, group: str | None, names: Iterable[str]) -> dict[str, str]:
@@ -171,7 +165,7 @@ class MetadataCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        from icechunk_prefect import writing
+        from icechunk_prefect.core import steps as writing
 
         try:
             source = resolve_repository(inputs["repo"])
@@ -202,7 +196,7 @@ def partition_key(
     """The key under which one partition's fork is persisted (see the module doc):
     the write's scope, the partition's target region, its source block's token, the
     node ids of the arrays it writes, and the code that writes it."""
-    from icechunk_prefect import writing
+    from icechunk_prefect.core import steps as writing
 
     key = hash_objects(
         "partition",
@@ -235,7 +229,7 @@ class WriteCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        from icechunk_prefect import writing
+        from icechunk_prefect.core import steps as writing
 
         scope = inputs.get("cache_scope")
         if not scope:

@@ -125,7 +125,7 @@ def _source(text: str) -> Any:
     """``--source``: JSON describing a source, checked against the source models."""
     from pydantic import ValidationError
 
-    from icechunk_prefect.sources import as_source
+    from icechunk_prefect.operations.sources import as_source
 
     try:
         config = json.loads(text)
@@ -174,6 +174,7 @@ def demo(
     import xarray as xr
 
     from icechunk_prefect import IcechunkDaskTaskRunner, LocalRepository, to_icechunk
+    from icechunk_prefect.core import metadata
     from icechunk_prefect.runtime import ensure_shared_api
     from icechunk_prefect.synthetic import VARIABLES, expected_values, synthetic_climate
 
@@ -232,15 +233,15 @@ def demo(
 
     table = Table(title="committed", show_header=False)
     table.add_row("snapshot", snapshot)
-    table.add_row("parent", str(meta.get("icechunk_prefect.base_snapshot")))
+    table.add_row("parent", str(meta.get(metadata.BASE_SNAPSHOT)))
     table.add_row("message", info.message)
     table.add_row(
         "flow run",
-        f"{meta.get('icechunk_prefect.flow_run_name')} ({state.state_details.flow_run_id})",
+        f"{meta.get(metadata.FLOW_RUN_NAME)} ({state.state_details.flow_run_id})",
     )
     table.add_row("variables", ", ".join(sorted(map(str, back.data_vars))))
     table.add_row("shape", str(dict(back.sizes)))
-    table.add_row("partitions", str(meta.get("icechunk_prefect.partitions")))
+    table.add_row("partitions", str(meta.get(metadata.PARTITIONS)))
     rate = size_mb / elapsed
     table.add_row(
         "written",
@@ -306,7 +307,7 @@ def plan(
 @contextlib.contextmanager
 def partition_progress(out: Console, description: str = "writing") -> Iterator[Progress]:
     """A rich progress bar advanced as partition tasks of flows run in this process finish."""
-    from icechunk_prefect.observability import progress_listener
+    from icechunk_prefect.reporting.progress import progress_listener
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -346,7 +347,7 @@ def history(
     For commits made by icechunk-prefect: the flow run (name and id), its
     parameters, the number of partitions, the variables and region written.
     """
-    from icechunk_prefect.observability import commit_history
+    from icechunk_prefect.reporting.history import commit_history
 
     out = Console()  # reads COLUMNS now (not at import)
     records = commit_history(repo, branch, limit=limit)

@@ -21,17 +21,24 @@ import zarr
 from icechunk.session import ForkSession
 from prefect import flow, task
 
-from icechunk_prefect import observability, provenance
-from icechunk_prefect.checks import Check
+from icechunk_prefect.core import metadata
+from icechunk_prefect.core.checks import Check
+from icechunk_prefect.core.planning import (
+    DEFAULT_PARTITION_BYTES,
+    WriteResult,
+    aligned_boundaries,
+    check_dask_chunks,
+)
+from icechunk_prefect.core.sessions import idempotency_key, tree_groups
+from icechunk_prefect.core.steps import WriteMode
 from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, check_dask_chunks
-from icechunk_prefect.repository import RepositoryLike, resolve_repository
-from icechunk_prefect.runtime import IcechunkDaskTaskRunner
+from icechunk_prefect.reporting.progress import track_progress
+from icechunk_prefect.reporting.publish import publish_commit
+from icechunk_prefect.runtime import IcechunkDaskTaskRunner, flow_run_metadata
 from icechunk_prefect.serialization import register_parameter_encoders
-from icechunk_prefect.sessions import idempotency_key, tree_groups
+from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
 from icechunk_prefect.tasks import _RETRY, commit_task, merge_task
-from icechunk_prefect.writer import FlowDatasetWriter, WriteResult
-from icechunk_prefect.writing import WriteMode
+from icechunk_prefect.writer import FlowDatasetWriter
 
 __all__ = ["finish_write", "prepare_write", "store_dask", "to_icechunk"]
 
@@ -48,7 +55,7 @@ def _default_runner() -> Any:
 
 
 def _parameters(**kwargs: Any) -> dict[str, Any]:
-    return {k: provenance.jsonable(v) for k, v in kwargs.items()}
+    return {k: metadata.jsonable(v) for k, v in kwargs.items()}
 
 
 @flow(
@@ -90,7 +97,7 @@ def to_icechunk(
     merge of the forks and one commit. Returns the snapshot id. A failure at any
     step leaves the branch as it was. Before the commit, the validation gate checks
     that every planned chunk was written, that the schema matches, and runs
-    ``checks`` (see :mod:`icechunk_prefect.checks`). With ``resume``, a re-run after a
+    ``checks`` (see :mod:`icechunk_prefect.core.checks`). With ``resume``, a re-run after a
     failure skips the partitions already written (see docs/reliability.md).
     ``cluster_timeout`` (seconds) bounds the wait on a cluster that cannot run the
     writes (no workers, the scheduler gone): the step then fails with
@@ -193,8 +200,12 @@ def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-
 
     Example:
         ```python
-        from icechunk_prefect import finish_write
-        # snapshot = finish_write(writer_from_prepare_write, "my message")
+        import numpy as np, xarray as xr
+        from icechunk_prefect import FlowDatasetWriter, finish_write, prepare_write
+
+        ds = xr.Dataset({"v": ("time", np.arange(8.0))}, coords={"time": np.arange(8)})
+        writer = prepare_write(FlowDatasetWriter(ds.chunk(time=4), "/tmp/doc-finish", mode="w"))
+        snapshot = finish_write(writer, "the second half")
         ```
     """
     writer.write_lazy()
@@ -381,7 +392,7 @@ def store_dask(
     else:
         futures = [_store_graph_task.submit(parent, sources, list(targets), full, split_every)]
         labels = ["dask graph"]
-    observability.track_progress(futures, labels, what=f"store_dask {branch}")
+    track_progress(futures, labels, what=f"store_dask {branch}")
     level: list[Any] = futures
     while len(level) > 256:
         level = [merge_task.submit(g, label=f"{len(g)} forks") for g in tree_groups(level, 256)]
@@ -389,14 +400,17 @@ def store_dask(
     params = _parameters(
         targets=list(targets), regions=full, branch=branch, partitioned=partitioned
     )
-    meta = provenance.commit_metadata(
-        parameters=params, extra=commit_metadata or {}, partitions=len(futures)
+    meta = metadata.commit_metadata(
+        run=flow_run_metadata(),
+        parameters=params,
+        extra=commit_metadata or {},
+        partitions=len(futures),
     )
-    run_key = idempotency_key(meta.get(provenance.key("flow_run_id")), params, message)
+    run_key = idempotency_key(meta.get(metadata.FLOW_RUN_ID), params, message)
     sid = commit_task.submit(
         source, branch, merged, message, metadata=meta, base_snapshot=base, key=run_key
     ).result()
-    observability.publish_commit(
+    publish_commit(
         source,
         branch,
         sid,

@@ -1,9 +1,36 @@
-"""Prefect tasks: thin, retryable wrappers over :mod:`writing` and :mod:`sessions`.
+"""Prefect tasks: thin, retryable wrappers over the plain steps of :mod:`icechunk_prefect.core`.
 
 Every task takes and returns picklable values (a ``ForkSession``, a plan, a
 snapshot id), so it can run on any Dask worker. The package's own
 errors are not retried unless their class says so (``retryable``): the same
-input would fail the same way.
+input would fail the same way. :class:`~icechunk_prefect.writer.FlowDatasetWriter`
+chains them (with resume and progress); by hand, the sequence is:
+
+Example:
+    ```python
+    import numpy as np, xarray as xr
+    from prefect import flow
+    from icechunk_prefect.core.checks import expected_schema
+    from icechunk_prefect.core.datasets import subset_variables
+    from icechunk_prefect.core.steps import plan_write
+    from icechunk_prefect.tasks import (
+        commit_task, merge_task, validate_task, write_eager_task, write_metadata_task,
+        write_partitions_task,
+    )
+
+    @flow
+    def by_hand(path: str) -> str:
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        fork = write_metadata_task(path, "main", ds, mode="w")
+        plan = plan_write(fork, ds, mode="w", partition_size=4)
+        fork = write_eager_task(fork, subset_variables(ds, plan.eager), plan)
+        blocks = [subset_variables(ds, p.variables).isel(p.source) for p in plan.partitions]
+        done = write_partitions_task(fork.fork(), blocks, plan.partitions)
+        merged = validate_task(merge_task([done.fork], fork), plan, expected_schema(ds))
+        return commit_task(path, "main", merged, "by hand", base_snapshot=plan.base_snapshot)
+
+    print(by_hand("/tmp/doc-tasks"))
+    ```
 """
 
 from __future__ import annotations
@@ -19,12 +46,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
-from icechunk_prefect import checks as checks_mod
-from icechunk_prefect import faults, integrity, sessions, writing
 from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
+from icechunk_prefect.core import checks as checks_mod
+from icechunk_prefect.core import integrity, sessions
+from icechunk_prefect.core import steps as writing
+from icechunk_prefect.core.planning import Partition, WritePlan
 from icechunk_prefect.errors import IcechunkPrefectError
-from icechunk_prefect.planning import Partition, WritePlan
-from icechunk_prefect.repository import RepositoryLike
+from icechunk_prefect.runtime import flow_dask_client
+from icechunk_prefect.storage.resolve import RepositoryLike
+from icechunk_prefect.testing import faults
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -95,6 +125,8 @@ def write_metadata_task(
             ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
             fork = write_metadata_task("/tmp/doc-task-repo", "main", ds, mode="w")
             return fork.snapshot_id
+
+        print(init())  # the snapshot the fork started from
         ```
     """
     return writing.write_metadata(
@@ -115,9 +147,21 @@ def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) ->
 
     Example:
         ```python
-        from icechunk_prefect.tasks import write_eager_task
-        # inside a flow, after write_metadata_task and plan_write:
-        # fork = write_eager_task(fork, dataset, plan)
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import write_eager_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def eager() -> None:
+            fork = write_metadata_task("/tmp/doc-eager-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w")
+            fork = write_eager_task(fork, ds.drop_vars("t"), plan)
+            assert fork.status().updated_chunks["/x"]  # the coordinate's chunks
+
+        eager()
         ```
     """
     return writing.write_eager(fork, dataset, plan)
@@ -141,12 +185,27 @@ def write_partition_task(
 
     Example:
         ```python
-        from icechunk_prefect.tasks import write_partition_task
-        # inside a flow: one mapped task per partition of the plan
-        # forks = write_partition_task.map(child, blocks, plan.partitions, unmapped(group))
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import write_metadata_task, write_partition_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def one_partition() -> list[list[int]]:
+            fork = write_metadata_task("/tmp/doc-partition-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            first = plan.partitions[0]
+            written = write_partition_task(fork.fork(), ds[["t"]].isel(first.source), first)
+            return written.status().updated_chunks["/t"]
+
+        assert one_partition() == [[0]]  # chunk 0 of "t": the first partition
         ```
     """
-    return writing.write_partition(fork, dataset, partition, group, cluster_timeout=cluster_timeout)
+    return writing.write_partition(
+        fork, dataset, partition, group, client=flow_dask_client(), cluster_timeout=cluster_timeout
+    )
 
 
 @dataclass(frozen=True)
@@ -183,23 +242,35 @@ def write_partitions_task(
     in the task's result storage as soon as it is written, under
     :func:`~icechunk_prefect.caching.partition_key`, and a retry or a re-run takes
     the forks found there (once proven readable, see
-    :func:`~icechunk_prefect.integrity.fork_problem`) and writes only the others.
+    :func:`~icechunk_prefect.core.integrity.fork_problem`) and writes only the others.
     The whole batch is also cached under :data:`WRITE_CACHE_POLICY` (then its task
     run shows as ``Cached``). ``partition_keys`` (optional) are those keys, computed
     once by the caller.
 
     Example:
         ```python
-        from icechunk_prefect.tasks import write_partitions_task
-        # inside a flow, on a FlowDatasetWriter's plan (its child fork and blocks):
-        # done = write_partitions_task(child, blocks, plan.partitions, label="all")
-        # done.fork holds every partition's chunks
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import write_metadata_task, write_partitions_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def all_partitions() -> int:
+            fork = write_metadata_task("/tmp/doc-partitions-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            blocks = [ds[["t"]].isel(p.source) for p in plan.partitions]
+            done = write_partitions_task(fork.fork(), blocks, plan.partitions, label="all")
+            return done.written  # done.fork holds every partition's chunks
+
+        assert all_partitions() == 2
         ```
     """
     from prefect.results import get_result_store
 
     from icechunk_prefect.caching import partition_key
-    from icechunk_prefect.observability import log_discarded, log_step
+    from icechunk_prefect.reporting.progress import log_discarded, log_step
 
     n = len(partitions)
     store = get_result_store() if cache_scope else None
@@ -241,6 +312,7 @@ def write_partitions_task(
         [partitions[i] for i in todo],
         group,
         on_written=persist,
+        client=flow_dask_client(),
         cluster_timeout=cluster_timeout,
         counts=new_counts,
     )
@@ -291,8 +363,21 @@ def write_lazy_graph_task(
 
     Example:
         ```python
-        from icechunk_prefect.tasks import write_lazy_graph_task
-        # inside a flow: merged = write_lazy_graph_task(child, dataset, plan)
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import write_lazy_graph_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def whole_graph() -> list[list[int]]:
+            fork = write_metadata_task("/tmp/doc-graph-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w")
+            written = write_lazy_graph_task(fork.fork(), ds[["t"]], plan)
+            return sorted(written.status().updated_chunks["/t"])
+
+        assert whole_graph() == [[0], [1]]
         ```
     """
     return writing.write_lazy_graph(
@@ -302,6 +387,7 @@ def write_lazy_graph_task(
         split_every=split_every,
         safe_chunks=safe_chunks,
         align_chunks=align_chunks,
+        client=flow_dask_client(),
         cluster_timeout=cluster_timeout,
     )
 
@@ -314,8 +400,25 @@ def merge_task(
 
     Example:
         ```python
-        from icechunk_prefect.tasks import merge_task
-        # inside a flow: merged = merge_task(forks, parent, label="8 forks")
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import merge_task, write_metadata_task, write_partition_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def merged_partitions() -> int:
+            fork = write_metadata_task("/tmp/doc-merge-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            forks = [
+                write_partition_task(fork.fork(), ds[["t"]].isel(p.source), p)
+                for p in plan.partitions
+            ]
+            merged = merge_task(forks, fork, label="2 forks")
+            return len(merged.status().updated_chunks["/t"])
+
+        assert merged_partitions() == 2
         ```
     """
     return sessions.merge_forks(list(forks), into)
@@ -336,12 +439,25 @@ def commit_task(
 
     ``verify_chunks`` (the chunks of forks reused from a failed run) are proved
     readable under the commit lock just before the commit (see
-    :func:`icechunk_prefect.sessions.commit_fork`).
+    :func:`icechunk_prefect.core.sessions.commit_fork`).
 
     Example:
         ```python
-        from icechunk_prefect.tasks import commit_task
-        # inside a flow: snapshot = commit_task(repo, "main", merged, "add data")
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import commit_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def metadata_only(path: str) -> str:
+            fork = write_metadata_task(path, "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w")
+            return commit_task(path, "main", fork, "arrays only", base_snapshot=plan.base_snapshot)
+
+        snapshot = metadata_only("/tmp/doc-commit-task")
+        assert metadata_only("/tmp/doc-commit-task") != snapshot  # a new run, a new commit
         ```
     """
     return sessions.commit_fork(
@@ -371,9 +487,26 @@ def validate_task(
 
     Example:
         ```python
-        from icechunk_prefect.tasks import validate_task
-        # inside a flow, after the merge:
-        # validate_task(merged, plan, expected_schema(ds), [my_check])
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import validate_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        from icechunk_prefect.errors import CheckFailedError
+
+        @flow
+        def gate() -> str:
+            fork = write_metadata_task("/tmp/doc-validate-task", "main", ds, mode="w")
+            plan = plan_write(fork, ds, mode="w")
+            try:
+                validate_task(fork, plan)  # nothing of "t" was written yet
+            except CheckFailedError as exc:
+                return str(exc)
+            return "passed"
+
+        assert "t" in gate()
         ```
     """
     checks_mod.run_checks(fork, plan, schema, checks)
@@ -385,12 +518,23 @@ def check_reused_task(forks: Sequence[ForkSession], label: str = "") -> list[str
     """For each fork reused from a failed run: why it cannot be reused, or ``None``.
 
     A reused fork is merged only when its base snapshot and every chunk it wrote can
-    still be read (see :mod:`icechunk_prefect.integrity`).
+    still be read (see :mod:`icechunk_prefect.core.integrity`).
 
     Example:
         ```python
-        from icechunk_prefect.tasks import check_reused_task
-        # inside a flow: problems = check_reused_task(cached_forks, label="3 reused forks")
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import check_reused_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+
+        @flow
+        def reusable() -> list[str | None]:
+            fork = write_metadata_task("/tmp/doc-check-task", "main", ds, mode="w")
+            return check_reused_task([fork], label="1 fork")
+
+        assert reusable() == [None]  # its snapshot and chunks can all be read
         ```
     """
     return [integrity.fork_problem(f) for f in forks]

@@ -14,7 +14,7 @@ the flow process.
   commit) touch only metadata and chunk references: they run in the flow process.
 - The lazy writes run on a small thread pool of the flow process (a
   ``ThreadPoolTaskRunner``, a few partitions in flight): each partition task hands
-  its chunks to the cluster (:func:`~icechunk_prefect.writing.write_partition`) and
+  its chunks to the cluster (:func:`~icechunk_prefect.core.steps.write_partition`) and
   gets back a fork holding chunk references.
 
 A Prefect task run on a Dask worker costs 0.25-0.4 s of the worker's time on 2
@@ -35,7 +35,6 @@ from icechunk.session import ForkSession
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from icechunk_prefect import faults, observability, provenance
 from icechunk_prefect.caching import (
     ResultStorageLike,
     partition_key,
@@ -43,13 +42,29 @@ from icechunk_prefect.caching import (
     snapshot_identity,
     write_scope,
 )
-from icechunk_prefect.checks import Check, expected_schema
-from icechunk_prefect.datasets import as_dataset, subset_variables
-from icechunk_prefect.integrity import fork_problem, written_chunks
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, Partition, WritePlan
-from icechunk_prefect.repository import RepositoryLike, RepositorySource, resolve_repository
-from icechunk_prefect.runtime import flow_dask_client
-from icechunk_prefect.sessions import idempotency_key, tree_groups
+from icechunk_prefect.core.checks import Check, expected_schema
+from icechunk_prefect.core.datasets import as_dataset, subset_variables
+from icechunk_prefect.core.integrity import fork_problem, written_chunks
+from icechunk_prefect.core.metadata import FLOW_RUN_ID, commit_metadata
+from icechunk_prefect.core.planning import (
+    DEFAULT_PARTITION_BYTES,
+    Partition,
+    WritePlan,
+    WriteResult,
+)
+from icechunk_prefect.core.sessions import idempotency_key, tree_groups
+from icechunk_prefect.core.steps import (
+    WriteMode,
+    check_input,
+    creates_repository,
+    plan_write,
+    resolve_mode,
+)
+from icechunk_prefect.reporting.progress import log_discarded, log_plan, track_progress
+from icechunk_prefect.reporting.publish import report_writer_commit
+from icechunk_prefect.runtime import flow_dask_client, flow_run_metadata
+from icechunk_prefect.storage.local import RepositorySource
+from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
 from icechunk_prefect.tasks import (
     METADATA_CACHE_POLICY,
     WRITE_CACHE_POLICY,
@@ -63,27 +78,11 @@ from icechunk_prefect.tasks import (
     write_metadata_task,
     write_partitions_task,
 )
-from icechunk_prefect.writing import (
-    WriteMode,
-    check_input,
-    creates_repository,
-    plan_write,
-    resolve_mode,
-)
+from icechunk_prefect.testing import faults
 
-__all__ = ["FlowDatasetWriter", "WriteResult"]
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a write committed."""
-
-    snapshot_id: str
-    parent_snapshot_id: str
-    branch: str
-    plan: WritePlan
-    metadata: Mapping[str, Any]
-    seconds: float
+__all__ = [
+    "FlowDatasetWriter",
+]
 
 
 @dataclass
@@ -104,7 +103,7 @@ class FlowDatasetWriter:
     refers to can still be read; one that cannot (garbage collection deleted its
     objects) is discarded and its partition written again in the same run, and the
     commit proves the reused chunks readable once more under the commit lock (see
-    :mod:`~icechunk_prefect.integrity`).
+    :mod:`~icechunk_prefect.core.integrity`).
 
     ``partitions_in_flight`` bounds the partition task runs running at once
     (default: twice the cluster's worker threads, see the module doc).
@@ -113,7 +112,7 @@ class FlowDatasetWriter:
     task runs share each slot; each partition is still its own Dask task, and is
     persisted on its own for resume). ``cluster_timeout``
     bounds the wait on a cluster that cannot run the lazy writes (no workers, the
-    scheduler gone; see :func:`~icechunk_prefect.runtime.cluster_timeout`).
+    scheduler gone; see :func:`~icechunk_prefect.core.cluster.cluster_timeout`).
 
     Example:
         ```python
@@ -134,6 +133,8 @@ class FlowDatasetWriter:
             writer.write_lazy()
             writer.merge()
             return writer.commit("more control").snapshot_id
+
+        print(more_control("/tmp/doc-more-control"))
         ```
     """
 
@@ -221,7 +222,7 @@ class FlowDatasetWriter:
             if problem is None:
                 self._note_reused(fork)
             else:
-                observability.log_discarded("write metadata", problem)
+                log_discarded("write metadata", problem)
                 fork = task.with_options(refresh_cache=True)(**call)
         self.fork = fork
         self.plan = plan_write(
@@ -237,7 +238,7 @@ class FlowDatasetWriter:
             safe_chunks=self.safe_chunks,
             align_chunks=self.align_chunks,
         )
-        observability.log_plan(self.branch, self.plan)
+        log_plan(self.branch, self.plan)
         return fork
 
     def write_eager(self) -> ForkSession:
@@ -347,7 +348,7 @@ class FlowDatasetWriter:
                     sizes = [len(b) for b in self._batches]
                 else:
                     labels, sizes = ["lazy graph"], [len(self.plan.partitions) or 1]
-                progress = observability.track_progress(
+                progress = track_progress(
                     self._lazy_forks, labels, what=f"write {self.branch}", sizes=sizes
                 )
                 if progress.failed:
@@ -383,7 +384,7 @@ class FlowDatasetWriter:
             if problem is None:
                 self._note_reused(fork)
             else:
-                observability.log_discarded(f"write {labels[i]}", problem)
+                log_discarded(f"write {labels[i]}", problem)
                 redo.append(i)
         if not redo:
             return
@@ -437,12 +438,10 @@ class FlowDatasetWriter:
         merged = self._merged if self._merged is not None else self.merge()
         if not self._validated:
             merged = self.validate()
-        meta = provenance.commit_metadata(
-            plan=plan, parameters=self.parameters, extra=metadata or {}
+        meta = commit_metadata(
+            run=flow_run_metadata(), plan=plan, parameters=self.parameters, extra=metadata or {}
         )
-        key = idempotency_key(
-            meta.get(provenance.key("flow_run_id")), self.parameters, plan.describe(), message
-        )
+        key = idempotency_key(meta.get(FLOW_RUN_ID), self.parameters, plan.describe(), message)
         faults.pause_before_commit()
         sid = commit_task(
             self._source,
@@ -462,7 +461,7 @@ class FlowDatasetWriter:
             metadata=meta,
             seconds=time.monotonic() - self._started,
         )
-        observability.report_writer_commit(self._source, result, message, self._ds)
+        report_writer_commit(self._source, result, message, self._ds)
         return result
 
     def _cached(self, task: Any, policy: Any) -> Any:

@@ -20,12 +20,9 @@ from prefect.assets import Asset
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from icechunk_prefect import LocalRepository, store_dask, to_icechunk
-from icechunk_prefect.observability import (
-    ASSET_MATERIALIZED_BY,
-    asset_key,
-    report_commit,
-    summarize_commit,
-)
+from icechunk_prefect.reporting.assets import ASSET_MATERIALIZED_BY, asset_key
+from icechunk_prefect.reporting.publish import report_commit
+from icechunk_prefect.reporting.summary import summarize_commit
 from tests.fault_helpers import failed_first_run, task_states
 from tests.helpers import history, small_dataset
 

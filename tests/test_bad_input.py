@@ -10,17 +10,17 @@ import icechunk
 import pytest
 import xarray as xr
 
-from icechunk_prefect import (
+from icechunk_prefect import to_icechunk
+from icechunk_prefect.core.sessions import commit_fork
+from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata, write_partition
+from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
     DuplicateStepsError,
     InputValidationError,
     RegionError,
     SchemaMismatchError,
-    to_icechunk,
 )
-from icechunk_prefect.sessions import commit_fork
-from icechunk_prefect.writing import plan_write, write_eager, write_metadata, write_partition
 from tests.helpers import open_repo, read_back, small_dataset
 
 

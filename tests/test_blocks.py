@@ -24,14 +24,10 @@ from prefect.blocks.system import Secret
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 import icechunk_prefect
-from icechunk_prefect import (
-    ConfigurationError,
-    IcechunkRepository,
-    RepositorySource,
-    resolve_repository,
-    to_icechunk,
-)
-from icechunk_prefect.credentials import S3CredentialsFetcher, SecretRef
+from icechunk_prefect import IcechunkRepository, RepositorySource, to_icechunk
+from icechunk_prefect.errors import ConfigurationError
+from icechunk_prefect.storage.credentials import S3CredentialsFetcher, SecretRef
+from icechunk_prefect.storage.resolve import resolve_repository
 from tests.helpers import history, read_back, small_dataset
 
 

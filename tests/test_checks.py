@@ -7,9 +7,10 @@ import pytest
 import xarray as xr
 from prefect import flow
 
-from icechunk_prefect import CheckFailedError, FlowDatasetWriter, to_icechunk
-from icechunk_prefect.checks import CheckContext, VariableSchema, expected_schema, run_checks
-from icechunk_prefect.writing import plan_write, write_eager, write_metadata
+from icechunk_prefect import FlowDatasetWriter, to_icechunk
+from icechunk_prefect.core.checks import CheckContext, VariableSchema, expected_schema, run_checks
+from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata
+from icechunk_prefect.errors import CheckFailedError
 from tests.helpers import history, read_back, small_dataset
 
 

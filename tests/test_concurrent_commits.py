@@ -70,7 +70,7 @@ def _racers(
         import sys, time, zarr
         from pathlib import Path
         from icechunk_prefect.errors import CommitConflictError
-        from icechunk_prefect.sessions import commit_fork
+        from icechunk_prefect.core.sessions import commit_fork
         from tests.fault_helpers import MotoRepository
 
         endpoint, prefix, base, row, go = sys.argv[1:6]

@@ -13,13 +13,8 @@ import zarr
 from icechunk.session import ForkSession
 from prefect import flow
 
-from icechunk_prefect import (
-    ChunkAlignmentError,
-    ConfigurationError,
-    FlowDatasetWriter,
-    store_dask,
-    to_icechunk,
-)
+from icechunk_prefect import FlowDatasetWriter, store_dask, to_icechunk
+from icechunk_prefect.errors import ChunkAlignmentError, ConfigurationError
 from tests.helpers import (
     completed_task_runs,
     fail_always,

@@ -33,8 +33,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.runner import Runner
 
 from icechunk_prefect.operations import create_dataset
+from icechunk_prefect.operations.sources import SyntheticSource
 from icechunk_prefect.runtime import DaskClusterConfig
-from icechunk_prefect.sources import SyntheticSource
 from icechunk_prefect.synthetic import expected_values
 from tests.helpers import history, read_back
 

@@ -17,15 +17,11 @@ import pytest
 from distributed import Client
 from prefect import flow
 
-from icechunk_prefect import (
-    CommitConflictError,
-    DoubleWriteError,
-    FlowDatasetWriter,
-    Partition,
-    to_icechunk,
-)
+from icechunk_prefect import FlowDatasetWriter, to_icechunk
 from icechunk_prefect.caching import RESULT_STORAGE_ENV
-from icechunk_prefect.faults import FAIL_AFTER_COMMIT, PAUSE_BEFORE_COMMIT
+from icechunk_prefect.core.planning import Partition
+from icechunk_prefect.errors import CommitConflictError, DoubleWriteError
+from icechunk_prefect.testing.faults import FAIL_AFTER_COMMIT, PAUSE_BEFORE_COMMIT
 from tests.fault_helpers import (
     computations,
     instrument,
@@ -141,7 +137,7 @@ def _other_writer(repo_path: str, start: int, stop: int, value: float) -> str:
     script = textwrap.dedent(
         f"""
         import numpy as np, xarray as xr
-        from icechunk_prefect.repository import LocalRepository, commit_lock
+        from icechunk_prefect.storage.local import LocalRepository, commit_lock
         source = LocalRepository({repo_path!r})
         with commit_lock(source):
             session = source.open_repository().writable_session("main")

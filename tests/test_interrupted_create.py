@@ -12,8 +12,9 @@ from pathlib import Path
 import icechunk
 import pytest
 
-from icechunk_prefect import ConfigurationError, LocalRepository, to_icechunk
-from icechunk_prefect.repository import interrupted_create
+from icechunk_prefect import LocalRepository, to_icechunk
+from icechunk_prefect.errors import ConfigurationError
+from icechunk_prefect.storage.local import interrupted_create
 from tests.helpers import flow_run_logs, history, read_back, small_dataset
 
 _CREATE = """

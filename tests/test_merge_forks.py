@@ -12,8 +12,9 @@ import pytest
 import zarr
 from icechunk.session import ForkSession
 
-from icechunk_prefect import DoubleWriteError, merge_forks
-from icechunk_prefect.sessions import chunk_counts
+from icechunk_prefect import merge_forks
+from icechunk_prefect.core.integrity import chunk_counts
+from icechunk_prefect.errors import DoubleWriteError
 
 
 def _forks(

@@ -30,15 +30,10 @@ from typer.testing import CliRunner
 
 from icechunk_prefect import LocalRepository, store_dask, to_icechunk
 from icechunk_prefect.cli import app, partition_progress
-from icechunk_prefect.observability import (
-    COMMIT_EVENT,
-    ProgressTracker,
-    commit_history,
-    commit_resource_id,
-    progress_listener,
-    summarize_commit,
-    summary_markdown,
-)
+from icechunk_prefect.reporting.history import commit_history
+from icechunk_prefect.reporting.progress import ProgressTracker, progress_listener
+from icechunk_prefect.reporting.publish import COMMIT_EVENT, commit_resource_id
+from icechunk_prefect.reporting.summary import summarize_commit, summary_markdown
 from tests.helpers import history, open_repo, small_dataset
 
 

@@ -15,10 +15,10 @@ import pytest
 import xarray as xr
 import zarr
 
-from icechunk_prefect import (
+from icechunk_prefect import DaskClusterConfig
+from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
-    DaskClusterConfig,
     GapError,
     InputValidationError,
     RegionError,
@@ -29,9 +29,9 @@ from icechunk_prefect.operations import (
     create_dataset,
     maintain_repository,
 )
-from icechunk_prefect.sources import ImportedSource, NetCDFFolderSource, SyntheticSource
+from icechunk_prefect.operations.sources import ImportedSource, NetCDFFolderSource, SyntheticSource
+from icechunk_prefect.operations.windows import plan_partitions
 from icechunk_prefect.synthetic import expected_values
-from icechunk_prefect.windows import plan_partitions
 from tests.helpers import history, open_repo, read_back
 
 START = date(2024, 1, 1)
@@ -72,7 +72,7 @@ def test_plan_partitions_aligned_and_refused():
 def test_source_models_validate_and_import():
     from pydantic import TypeAdapter
 
-    from icechunk_prefect.sources import SourceConfig, as_source
+    from icechunk_prefect.operations.sources import SourceConfig, as_source
 
     adapter = TypeAdapter(SourceConfig)
     assert isinstance(adapter.validate_python({"kind": "synthetic"}), SyntheticSource)

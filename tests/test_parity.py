@@ -34,16 +34,14 @@ import zarr
 from icechunk.xarray import to_icechunk as upstream_to_icechunk
 from prefect import flow
 
-from icechunk_prefect import (
+from icechunk_prefect import IcechunkDaskTaskRunner, IcechunkPrefectError, to_icechunk
+from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
     DuplicateStepsError,
-    IcechunkDaskTaskRunner,
-    IcechunkPrefectError,
     InputValidationError,
     RegionError,
     SchemaMismatchError,
-    to_icechunk,
 )
 
 Outcome = Literal["same", "refused", "stricter", "correct"]

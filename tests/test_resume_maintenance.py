@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from icechunk_prefect import MaintenanceIncompleteError, to_icechunk
+from icechunk_prefect import to_icechunk
 from icechunk_prefect.caching import RESULT_STORAGE_ENV
+from icechunk_prefect.errors import MaintenanceIncompleteError
 from icechunk_prefect.operations import maintain_repository
 from tests import resume_cases
 from tests.fault_helpers import computations, task_states

@@ -13,7 +13,6 @@ import zarr
 from prefect.blocks.system import Secret
 
 from icechunk_prefect import (
-    CommitConflictError,
     FlowDatasetWriter,
     IcechunkRepository,
     finish_write,
@@ -21,6 +20,7 @@ from icechunk_prefect import (
     store_dask,
     to_icechunk,
 )
+from icechunk_prefect.errors import CommitConflictError
 from tests.helpers import small_dataset
 
 

@@ -8,6 +8,8 @@ Example:
         create_dataset,
         maintain_repository,
     )
+
+    print([f.name for f in (create_dataset, append_dataset, backfill_dataset)])
     ```
 """
 

@@ -20,8 +20,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from icechunk_prefect import provenance
-from icechunk_prefect.datasets import as_dataset, bytes_per_step
+from icechunk_prefect.core import metadata
+from icechunk_prefect.core.datasets import as_dataset, bytes_per_step
 from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.operations.plans import (
     GapPolicy,
@@ -29,11 +29,11 @@ from icechunk_prefect.operations.plans import (
     prepare_append,
     prepare_backfill,
 )
-from icechunk_prefect.repository import resolve_repository
+from icechunk_prefect.operations.sources import SourceConfig, SyntheticSource, as_source
+from icechunk_prefect.operations.windows import WindowPlan, plan_partitions, read_extent
 from icechunk_prefect.runtime import DaskClusterConfig
 from icechunk_prefect.serialization import register_parameter_encoders
-from icechunk_prefect.sources import SourceConfig, SyntheticSource, as_source
-from icechunk_prefect.windows import WindowPlan, plan_partitions, read_extent
+from icechunk_prefect.storage.resolve import resolve_repository
 from icechunk_prefect.writer import FlowDatasetWriter
 
 __all__ = [
@@ -119,16 +119,16 @@ def write_window(
         result.snapshot_id,
         branch,
         len(result.plan.partitions),
-        provenance.jsonable(result.plan.region),
+        metadata.jsonable(result.plan.region),
     )
     return result.snapshot_id
 
 
 def _operation_metadata(operation: str) -> dict[str, Any]:
     return {
-        provenance.key("operation"): operation,
-        provenance.key("operation_flow_run_id"): str(flow_run.id) if flow_run.id else None,
-        provenance.key("operation_flow_run_name"): flow_run.name,
+        metadata.OPERATION: operation,
+        metadata.OPERATION_FLOW_RUN_ID: str(flow_run.id) if flow_run.id else None,
+        metadata.OPERATION_FLOW_RUN_NAME: flow_run.name,
     }
 
 
@@ -181,7 +181,7 @@ def create_dataset(
     Example:
         ```python
         from icechunk_prefect.operations import create_dataset
-        from icechunk_prefect.sources import SyntheticSource
+        from icechunk_prefect.operations.sources import SyntheticSource
 
         source = SyntheticSource(periods=20, nlat=4, nlon=8, time_chunk=5)
         result = create_dataset("/tmp/doc-ops-create", source, overwrite=True)
@@ -302,7 +302,7 @@ def append_dataset(
         ```python
         from datetime import date
         from icechunk_prefect.operations import append_dataset, create_dataset
-        from icechunk_prefect.sources import SyntheticSource
+        from icechunk_prefect.operations.sources import SyntheticSource
 
         source = SyntheticSource(start=date(2024, 1, 1), periods=20, nlat=4, nlon=8, time_chunk=5)
         create_dataset("/tmp/doc-ops-append", source, overwrite=True, fill=True)
@@ -365,7 +365,7 @@ def append_dataset(
         parameters=params,
         commit_metadata={
             **_operation_metadata("append"),
-            provenance.key("window"): plan.describe(),
+            metadata.WINDOW: plan.describe(),
         },
     )
     summary = f"Appended {what}: snapshot {sid}. {' '.join(plan.notes)}".strip()
@@ -411,7 +411,7 @@ def backfill_dataset(
         ```python
         from datetime import date
         from icechunk_prefect.operations import backfill_dataset, create_dataset
-        from icechunk_prefect.sources import SyntheticSource
+        from icechunk_prefect.operations.sources import SyntheticSource
 
         source = SyntheticSource(start=date(2024, 1, 1), periods=20, nlat=4, nlon=8, time_chunk=5)
         create_dataset("/tmp/doc-ops-backfill", source, overwrite=True)
@@ -472,7 +472,7 @@ def backfill_dataset(
         parameters=params,
         commit_metadata={
             **_operation_metadata("backfill"),
-            provenance.key("window"): plan.describe(),
+            metadata.WINDOW: plan.describe(),
         },
     )
     summary = f"Rewrote {what}: snapshot {sid}."

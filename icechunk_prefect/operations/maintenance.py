@@ -18,7 +18,8 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from icechunk_prefect.errors import MaintenanceIncompleteError
-from icechunk_prefect.repository import RepositorySource, commit_lock, resolve_repository
+from icechunk_prefect.storage.local import RepositorySource, commit_lock
+from icechunk_prefect.storage.resolve import resolve_repository
 
 __all__ = ["MaintenanceReport", "maintain_repository", "run_maintenance"]
 

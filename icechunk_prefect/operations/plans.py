@@ -2,7 +2,7 @@
 
 :func:`prepare_append` and :func:`prepare_backfill` read the store's extent, load
 the window from the source (lazily), check it against the store, and return a
-:class:`~icechunk_prefect.windows.WindowPlan` with the dataset ready to write
+:class:`~icechunk_prefect.operations.windows.WindowPlan` with the dataset ready to write
 (rechunked onto the store's chunk grid). Every refusal happens here, before
 anything is written.
 """
@@ -17,16 +17,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from icechunk_prefect.core.planning import DEFAULT_PARTITION_BYTES
 from icechunk_prefect.errors import (
     ConfigurationError,
     GapError,
     InputValidationError,
     RegionError,
 )
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES
-from icechunk_prefect.repository import RepositorySource
-from icechunk_prefect.sources import DatasetSource, check_variables, select_window
-from icechunk_prefect.windows import (
+from icechunk_prefect.operations.sources import DatasetSource, check_variables, select_window
+from icechunk_prefect.operations.windows import (
     StoreExtent,
     WindowPlan,
     align_to_store,
@@ -35,6 +34,7 @@ from icechunk_prefect.windows import (
     plan_partitions,
     read_extent,
 )
+from icechunk_prefect.storage.local import RepositorySource
 
 __all__ = ["GapPolicy", "check_dates", "prepare_append", "prepare_backfill", "require_extent"]
 

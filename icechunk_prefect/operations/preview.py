@@ -5,7 +5,7 @@ Example:
     from datetime import date
     from icechunk_prefect.operations import create_dataset
     from icechunk_prefect.operations.preview import preview
-    from icechunk_prefect.sources import SyntheticSource
+    from icechunk_prefect.operations.sources import SyntheticSource
 
     source = SyntheticSource(start=date(2024, 1, 1), periods=20, nlat=4, nlon=8, time_chunk=5)
     create_dataset("/tmp/doc-ops-preview", source, overwrite=True)
@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from icechunk_prefect.errors import InputValidationError
 from icechunk_prefect.operations.plans import GapPolicy, prepare_append, prepare_backfill
-from icechunk_prefect.repository import resolve_repository
-from icechunk_prefect.sources import as_source
-from icechunk_prefect.windows import WindowPlan
+from icechunk_prefect.operations.sources import as_source
+from icechunk_prefect.operations.windows import WindowPlan
+from icechunk_prefect.storage.resolve import resolve_repository
 
 __all__ = ["preview"]
 

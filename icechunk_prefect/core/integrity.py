@@ -29,7 +29,15 @@ from typing import Any
 import zarr
 from icechunk.session import ForkSession
 
-__all__ = ["PROBE_CONCURRENCY", "chunk_keys", "fork_problem", "unreadable_chunks", "written_chunks"]
+__all__ = [
+    "PROBE_CONCURRENCY",
+    "Chunks",
+    "chunk_counts",
+    "chunk_keys",
+    "fork_problem",
+    "unreadable_chunks",
+    "written_chunks",
+]
 
 PROBE_CONCURRENCY = 64
 """Chunk probes in flight at once."""
@@ -39,9 +47,11 @@ Chunks = Mapping[str, Iterable[tuple[int, ...]]]
 
 def written_chunks(fork: Any) -> dict[str, list[tuple[int, ...]]]:
     """The chunks ``fork`` (a session or fork) wrote, by array path (``/group/name``)."""
-    from icechunk_prefect.sessions import chunks_written
-
-    return {path: sorted(coords) for path, coords in chunks_written(fork).items() if coords}
+    return {
+        path: sorted({tuple(c) for c in coords})
+        for path, coords in fork.status().updated_chunks.items()
+        if coords
+    }
 
 
 def chunk_keys(store: Any, chunks: Chunks) -> list[str]:
@@ -80,7 +90,7 @@ def unreadable_chunks(fork: Any, chunks: Chunks, *, limit: int = PROBE_CONCURREN
     Example:
         ```python
         import icechunk, numpy as np, zarr
-        from icechunk_prefect.integrity import unreadable_chunks, written_chunks
+        from icechunk_prefect.core.integrity import unreadable_chunks, written_chunks
 
         repo = icechunk.Repository.open_or_create(
             icechunk.local_filesystem_storage("/tmp/doc-integrity"))
@@ -116,3 +126,10 @@ def fork_problem(fork: ForkSession) -> str | None:
     if bad:
         return f"{len(bad)} of its chunk(s) cannot be read, e.g. {bad[0]}"
     return None
+
+
+def chunk_counts(fork: ForkSession) -> dict[str, int]:
+    """How many chunks a fork has written, by array path (what
+    :func:`~icechunk_prefect.core.sessions.merge_forks` checks; cheapest where the fork
+    was written, e.g. on the worker)."""
+    return {path: len(coords) for path, coords in fork.status().updated_chunks.items()}

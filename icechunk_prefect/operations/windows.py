@@ -9,7 +9,7 @@ would make two partitions write one chunk.
 
 Example:
     ```python
-    from icechunk_prefect.windows import plan_partitions
+    from icechunk_prefect.operations.windows import plan_partitions
 
     size, parts = plan_partitions(12, 40, {"t2m": 5}, partition_size=10)
     assert [(p.start, p.stop) for p in parts] == [(12, 20), (20, 30), (30, 40)]
@@ -30,9 +30,9 @@ import xarray as xr
 import zarr
 from zarr.errors import GroupNotFoundError
 
+from icechunk_prefect.core.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, cut_points
 from icechunk_prefect.errors import ChunkAlignmentError, ConfigurationError, InputValidationError
-from icechunk_prefect.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, cut_points
-from icechunk_prefect.repository import RepositorySource
+from icechunk_prefect.storage.local import RepositorySource
 
 __all__ = [
     "StoreExtent",

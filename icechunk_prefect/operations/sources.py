@@ -21,7 +21,7 @@ so the Prefect UI shows a choice and a form for each):
 Example:
     ```python
     from datetime import date
-    from icechunk_prefect.sources import SyntheticSource
+    from icechunk_prefect.operations.sources import SyntheticSource
 
     source = SyntheticSource(start=date(2024, 1, 1), periods=30, nlat=4, nlon=8)
     window = source.load(date(2024, 1, 5), date(2024, 1, 9))

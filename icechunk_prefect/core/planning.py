@@ -19,17 +19,22 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from icechunk_prefect.datasets import bytes_per_step, label_range
+from icechunk_prefect.core.datasets import bytes_per_step, label_range
 from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
 
 __all__ = [
     "DEFAULT_PARTITION_BYTES",
     "Partition",
     "WritePlan",
+    "WriteResult",
     "aligned_boundaries",
+    "array_path",
     "check_dask_chunks",
+    "check_region_bounds",
     "check_region_chunks",
     "cut_points",
+    "plan_partitions",
+    "resolve_region",
     "stored_chunking",
 ]
 
@@ -326,3 +331,21 @@ def _default_partition_dim(ds: xr.Dataset, variables: Sequence[str]) -> str:
     if not dims:
         raise InputValidationError(f"Variable {biggest!r} is a scalar; nothing to partition.")
     return str(dims[0])
+
+
+def array_path(group: str | None, name: str) -> str:
+    """The Icechunk path of array ``name`` in ``group`` (``/g/sub/name``)."""
+    parts = [p for p in (group or "").strip("/").split("/") if p]
+    return "/" + "/".join([*parts, name])
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write committed."""
+
+    snapshot_id: str
+    parent_snapshot_id: str
+    branch: str
+    plan: WritePlan
+    metadata: Mapping[str, Any]
+    seconds: float

@@ -28,9 +28,8 @@ import xarray as xr
 import zarr
 from icechunk.session import ForkSession
 
-from icechunk_prefect.caching import array_path
+from icechunk_prefect.core.planning import WritePlan, array_path
 from icechunk_prefect.errors import CheckFailedError
-from icechunk_prefect.planning import WritePlan
 
 __all__ = [
     "Check",
@@ -109,6 +108,8 @@ def _expected_chunks(shape: Sequence[int], unit: Sequence[int], region: Sequence
 
 def coverage_problems(ctx: CheckContext) -> list[str]:
     """Chunks the plan covers that no step of the run wrote."""
+    from icechunk_prefect.core.steps import stored_dims
+
     plan = ctx.plan
     written = ctx.written_chunks()
     group = ctx.group
@@ -122,7 +123,8 @@ def coverage_problems(ctx: CheckContext) -> list[str]:
         assert isinstance(arr, zarr.Array)
         if arr.ndim == 0:
             continue
-        dims = ctx.schema[name].dims if name in ctx.schema else None
+        # The dimensions from the expected schema, else as stored (Zarr dimension names).
+        dims = ctx.schema[name].dims if name in ctx.schema else stored_dims(arr)
         if dims is None or any(d not in plan.region for d in dims):
             continue
         region = [plan.region[d] for d in dims]
@@ -145,7 +147,7 @@ def coverage_problems(ctx: CheckContext) -> list[str]:
 
 def schema_problems(ctx: CheckContext) -> list[str]:
     """Differences between the store as it would be committed and the dataset's schema."""
-    from icechunk_prefect.writing import stored_dims
+    from icechunk_prefect.core.steps import stored_dims
 
     group = ctx.group
     problems: list[str] = []
@@ -190,8 +192,8 @@ def run_checks(
     Example:
         ```python
         import numpy as np, xarray as xr
-        from icechunk_prefect.checks import expected_schema, run_checks
-        from icechunk_prefect.writing import plan_write, write_eager, write_metadata
+        from icechunk_prefect.core.checks import expected_schema, run_checks
+        from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata
 
         ds = xr.Dataset({"t": ("x", np.arange(4.0))}, coords={"x": np.arange(4)})
         fork = write_metadata("/tmp/doc-checks-repo", "main", ds, mode="w")

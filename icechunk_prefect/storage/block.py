@@ -2,7 +2,7 @@
 
 Save one per repository (UI form or code), load it by name in any flow, or pass
 ``"icechunk-repository/<name>"`` wherever a repository is expected. The block is
-a :class:`~icechunk_prefect.repository.RepositorySource`: the flows hand it to
+a :class:`~icechunk_prefect.storage.local.RepositorySource`: the flows hand it to
 their tasks, which open the repository on the Dask worker.
 
 Secrets never travel. The storage the block builds holds no credential values:
@@ -25,9 +25,9 @@ import icechunk
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, SecretStr
 
-from icechunk_prefect.credentials import GcsTokenFetcher, S3CredentialsFetcher, SecretRef
 from icechunk_prefect.errors import ConfigurationError
-from icechunk_prefect.repository import LocalRepository
+from icechunk_prefect.storage.credentials import GcsTokenFetcher, S3CredentialsFetcher, SecretRef
+from icechunk_prefect.storage.local import LocalRepository
 
 __all__ = ["IcechunkRepository", "StorageKind"]
 
@@ -52,12 +52,15 @@ class IcechunkRepository(Block):
     parameters or results.
 
     Example:
-        Load a saved repository and open it:
+        Save a repository once (here a local one; or from the UI), then load it by
+        name and open it:
         ```python
         from icechunk_prefect import IcechunkRepository
 
+        IcechunkRepository(path="/tmp/doc-block-repo").save("BLOCK_NAME", overwrite=True)
+
         icechunk_repository = IcechunkRepository.load("BLOCK_NAME")
-        repo = icechunk_repository.open_repository()
+        repo = icechunk_repository.open_repository(create=True)
         ```
     """
 

@@ -15,40 +15,24 @@ from typing import Any
 import icechunk
 from icechunk.session import ForkSession
 
+from icechunk_prefect.core.integrity import chunk_counts
+from icechunk_prefect.core.metadata import IDEMPOTENCY_KEY
 from icechunk_prefect.errors import (
     CommitConflictError,
     DoubleWriteError,
     MissingObjectsError,
     NothingToCommitError,
 )
-from icechunk_prefect.repository import RepositoryLike, commit_lock, resolve_repository
+from icechunk_prefect.storage.local import commit_lock
+from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
 
 __all__ = [
-    "IDEMPOTENCY_KEY",
-    "METADATA_PREFIX",
-    "chunk_counts",
-    "chunks_written",
     "commit_fork",
     "find_commit",
     "idempotency_key",
     "merge_forks",
+    "tree_groups",
 ]
-
-METADATA_PREFIX = "icechunk_prefect"
-IDEMPOTENCY_KEY = f"{METADATA_PREFIX}.idempotency_key"
-
-
-def chunks_written(fork: ForkSession) -> dict[str, set[tuple[int, ...]]]:
-    """The chunks a fork has written, by array path."""
-    return {
-        path: {tuple(c) for c in coords} for path, coords in fork.status().updated_chunks.items()
-    }
-
-
-def chunk_counts(fork: ForkSession) -> dict[str, int]:
-    """How many chunks a fork has written, by array path (what :func:`merge_forks`
-    checks; cheapest where the fork was written, e.g. on the worker)."""
-    return {path: len(coords) for path, coords in fork.status().updated_chunks.items()}
 
 
 def merge_forks(
@@ -74,7 +58,8 @@ def merge_forks(
         import icechunk, numpy as np, zarr
         from icechunk_prefect import merge_forks
 
-        repo = icechunk.Repository.create(icechunk.in_memory_storage())
+        storage = icechunk.local_filesystem_storage("/tmp/doc-merge-forks")
+        repo = icechunk.Repository.create(storage)
         session = repo.writable_session("main")
         zarr.create_array(session.store, name="a", shape=(4,), chunks=(1,), dtype="i8")
         session.commit("create")
@@ -282,7 +267,7 @@ def commit_fork(
 def _require_readable(
     session: icechunk.Session, branch: str, chunks: Mapping[str, Sequence[tuple[int, ...]]]
 ) -> None:
-    from icechunk_prefect.integrity import unreadable_chunks
+    from icechunk_prefect.core.integrity import unreadable_chunks
 
     bad = unreadable_chunks(session, chunks)
     if bad:

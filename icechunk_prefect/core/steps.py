@@ -13,7 +13,7 @@ The chain (all of it verified across pickling):
 5. :func:`write_partition` (one per partition) or :func:`write_lazy_graph` (one
    task, whole dask graph) writes the dask-backed variables into copies of that
    child fork;
-6. :mod:`icechunk_prefect.sessions` merges and commits.
+6. :mod:`icechunk_prefect.core.sessions` merges and commits.
 """
 
 from __future__ import annotations
@@ -35,22 +35,15 @@ import zarr.errors
 from icechunk.session import ForkSession
 from icechunk.xarray import to_icechunk
 
-from icechunk_prefect.datasets import (
+from icechunk_prefect.core.cluster import cluster_watchdog, inside_dask_worker
+from icechunk_prefect.core.datasets import (
     eager_variables,
     lazy_template,
     lazy_variables,
     subset_variables,
 )
-from icechunk_prefect.errors import (
-    ChunkAlignmentError,
-    ConfigurationError,
-    DuplicateStepsError,
-    IcechunkPrefectError,
-    InputValidationError,
-    RegionError,
-    SchemaMismatchError,
-)
-from icechunk_prefect.planning import (
+from icechunk_prefect.core.integrity import chunk_counts
+from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
     Partition,
     WritePlan,
@@ -61,8 +54,16 @@ from icechunk_prefect.planning import (
     resolve_region,
     stored_chunking,
 )
-from icechunk_prefect.repository import RepositoryLike, open_repository
-from icechunk_prefect.sessions import chunk_counts
+from icechunk_prefect.errors import (
+    ChunkAlignmentError,
+    ConfigurationError,
+    DuplicateStepsError,
+    IcechunkPrefectError,
+    InputValidationError,
+    RegionError,
+    SchemaMismatchError,
+)
+from icechunk_prefect.storage.resolve import RepositoryLike, open_repository
 
 __all__ = [
     "WriteMode",
@@ -298,7 +299,7 @@ def write_metadata(
     Example:
         ```python
         import numpy as np, xarray as xr
-        from icechunk_prefect.writing import write_metadata
+        from icechunk_prefect.core.steps import write_metadata
 
         ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
         fork = write_metadata("/tmp/doc-meta-repo", "main", ds, mode="w")
@@ -604,10 +605,19 @@ def _local_threads() -> Iterator[None]:
 
 
 def _cluster_client(client: Any | None) -> Any | None:
-    """``client``, else the flow's (see :func:`~icechunk_prefect.runtime.flow_dask_client`)."""
-    from icechunk_prefect.runtime import flow_dask_client
+    """``client``, else distributed's default client (``None`` on a Dask worker, where
+    work stays on the worker's own threads, and when there is no cluster at all). The
+    tasks pass the flow's (:func:`~icechunk_prefect.runtime.flow_dask_client`)."""
+    if client is not None:
+        return client
+    if inside_dask_worker():
+        return None
+    try:
+        from distributed import default_client
 
-    return client if client is not None else flow_dask_client()
+        return default_client()
+    except (ImportError, ValueError):
+        return None
 
 
 @contextlib.contextmanager
@@ -615,8 +625,6 @@ def _cluster(client: Any | None = None) -> Iterator[None]:
     """Run dask computations on the cluster: on a Dask worker by seceding
     (``distributed.worker_client``, the slot is freed meanwhile); elsewhere on
     ``client`` (default: the flow's), or dask's default scheduler when there is none."""
-    from icechunk_prefect.runtime import inside_dask_worker
-
     if inside_dask_worker():
         from distributed import worker_client
 
@@ -668,8 +676,8 @@ def write_partition(
     """Write one partition (``dataset`` is already the partition's block) into a copy
     of ``fork``; return the fork that holds the writes.
 
-    With a Dask cluster (``client``, default: the flow's ``DaskTaskRunner`` client,
-    see :func:`~icechunk_prefect.runtime.flow_dask_client`) the partition is one
+    With a Dask cluster (``client``, default: distributed's default client;
+    the tasks pass the flow's ``DaskTaskRunner`` client) the partition is one
     Dask task: a worker computes and writes the block on its own threads and sends
     back only the fork (chunk references), so the data never passes through this
     process. Without one (or on a Dask worker) it is written here.
@@ -684,7 +692,7 @@ def write_partition(
     so the validation gate can tell an empty chunk from a lost write.
 
     While the cluster cannot run the partition (no workers, the scheduler gone) for
-    ``cluster_timeout`` seconds (see :func:`~icechunk_prefect.runtime.cluster_timeout`),
+    ``cluster_timeout`` seconds (see :func:`~icechunk_prefect.core.cluster.cluster_timeout`),
     the wait ends with :class:`~icechunk_prefect.errors.ClusterUnavailableError`.
     """
     (written,) = write_partitions(
@@ -716,8 +724,8 @@ def write_partitions(
     that cannot run them is bounded as in :func:`write_partition`.
 
     ``counts`` (optional, an empty list) receives each fork's
-    :func:`~icechunk_prefect.sessions.chunk_counts`, in order, read where the
-    partition was written: pass them to :func:`~icechunk_prefect.sessions.merge_forks`.
+    :func:`~icechunk_prefect.core.integrity.chunk_counts`, in order, read where the
+    partition was written: pass them to :func:`~icechunk_prefect.core.sessions.merge_forks`.
     """
     if len(datasets) != len(partitions):
         raise ValueError("write_partitions needs one dataset per partition")
@@ -732,8 +740,6 @@ def write_partitions(
                 on_written(i, one)
         return _forks_and_counts(written, counts)
     import queue
-
-    from icechunk_prefect.runtime import cluster_watchdog
 
     futures = [
         client.submit(_write_wrapped, fork, _Block.wrap(ds), p, group, pure=False)
@@ -915,8 +921,8 @@ def write_lazy_graph(
 ) -> ForkSession:
     """Hand the whole dask graph of the lazy variables to the cluster; merge into ``fork``.
 
-    The graph runs on ``client`` (default: the flow's ``DaskTaskRunner`` client, see
-    :func:`~icechunk_prefect.runtime.flow_dask_client`). Inside a Dask worker the
+    The graph runs on ``client`` (default: distributed's default client;
+    the tasks pass the flow's ``DaskTaskRunner`` client). Inside a Dask worker the
     task secedes (``distributed.worker_client``) so the graph runs on the same
     cluster without holding a worker thread.
 
@@ -929,8 +935,6 @@ def write_lazy_graph(
     A cluster that cannot run the graph for ``cluster_timeout`` seconds ends the
     wait as :func:`write_partition` does.
     """
-    from icechunk_prefect.runtime import cluster_watchdog
-
     del safe_chunks, align_chunks  # checked in plan_write (see above)
     sub = subset_variables(dataset, plan.lazy)
     client = _cluster_client(client)

@@ -60,11 +60,11 @@ class SecretRef:
     ``block`` is a block slug (``<block-type-slug>/<name>``). With ``field`` unset
     the block is a ``Secret`` block and its value is used; otherwise the value is
     that field of the block (e.g. ``secret_access_key`` of a saved
-    :class:`~icechunk_prefect.blocks.IcechunkRepository`).
+    :class:`~icechunk_prefect.storage.block.IcechunkRepository`).
 
     Example:
         ```python
-        from icechunk_prefect.credentials import SecretRef
+        from icechunk_prefect.storage.credentials import SecretRef
 
         ref = SecretRef("secret/aws-secret-key")
         print(ref)  # SecretRef(block='secret/aws-secret-key', field=None)
@@ -79,10 +79,11 @@ class SecretRef:
 
 
 def _load_block(slug: str) -> Any:
-    import prefect.blocks.system  # noqa: F401  (registers the Secret block type)
+    # Block.load finds the class by the document's type: Secret is registered here, our
+    # IcechunkRepository by the package's "prefect.collections" entry point (Prefect
+    # loads collections before it looks a block class up).
+    import prefect.blocks.system  # noqa: F401
     from prefect.blocks.core import Block
-
-    import icechunk_prefect.blocks  # noqa: F401  (registers IcechunkRepository)
 
     try:
         return Block.load(slug, _sync=True)  # type: ignore[call-arg]
@@ -118,7 +119,7 @@ class S3CredentialsFetcher:
     Example:
         ```python
         import pickle
-        from icechunk_prefect.credentials import S3CredentialsFetcher, SecretRef
+        from icechunk_prefect.storage.credentials import S3CredentialsFetcher, SecretRef
 
         fetch = S3CredentialsFetcher(
             access_key_id=SecretRef("secret/aws-key-id"),
@@ -149,7 +150,7 @@ class GcsTokenFetcher:
 
     Example:
         ```python
-        from icechunk_prefect.credentials import GcsTokenFetcher, SecretRef
+        from icechunk_prefect.storage.credentials import GcsTokenFetcher, SecretRef
 
         fetch = GcsTokenFetcher(bearer_token=SecretRef("secret/gcs-token"))
         ```

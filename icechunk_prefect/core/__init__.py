@@ -1,0 +1,13 @@
+"""The write steps as plain functions, with no Prefect import (a test enforces it).
+
+- :mod:`~icechunk_prefect.core.datasets`: what a Dataset holds (lazy or eager variables, sizes)
+- :mod:`~icechunk_prefect.core.planning`: the write plan, regions, chunk-aligned partitions
+- :mod:`~icechunk_prefect.core.steps`: input checks and the steps (metadata, eager, partitions)
+- :mod:`~icechunk_prefect.core.sessions`: merging forks and committing once
+- :mod:`~icechunk_prefect.core.integrity`: what a fork wrote, and whether it is still readable
+- :mod:`~icechunk_prefect.core.checks`: the validation gate before the commit
+- :mod:`~icechunk_prefect.core.metadata`: the commit-metadata keys and their values
+- :mod:`~icechunk_prefect.core.cluster`: bounded waits on a Dask cluster
+
+:mod:`icechunk_prefect.tasks` wraps these functions as Prefect tasks.
+"""

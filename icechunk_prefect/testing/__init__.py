@@ -1,0 +1,1 @@
+"""Helpers for testing code that uses icechunk-prefect (fault injection: :mod:`.faults`)."""
