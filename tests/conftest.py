@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,9 +37,8 @@ def dask_cluster(prefect_api: str) -> Iterator[object]:
     """A LocalCluster of two single-threaded worker processes, shared by the tests."""
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    options: dict[str, Any] = {"dashboard_address": None}  # None: no dashboard
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, **options) as cluster:
         yield cluster
 
 

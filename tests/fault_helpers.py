@@ -7,6 +7,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import xarray as xr
@@ -93,7 +94,7 @@ def task_run_counts(flow_run_id: object) -> dict[str, int]:
     async def read() -> dict[str, int]:
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))])),
                 sort=TaskRunSort.EXPECTED_START_TIME_DESC,
                 limit=200,
             )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import dask.array as da
 import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 
 def open_repo(path: str) -> icechunk.Repository:
@@ -25,14 +28,27 @@ def history(path: str, branch: str = "main") -> list[icechunk.SnapshotInfo]:
     return list(open_repo(path).ancestry(branch=branch))
 
 
+def array_in(group: Any, name: str) -> Any:
+    """Array ``name`` of a Zarr group, typed for reading (zarr types ``group[name]`` as
+    an array or a group, and ``arr[:]`` as an array or a scalar)."""
+    arr = group[name]
+    assert isinstance(arr, zarr.Array), f"{name!r} is not an array"
+    return arr
+
+
+def chunks_of(*sizes: int) -> Any:
+    """Dask chunk sizes (dask's stubs type ``chunks`` as ``str``)."""
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def small_dataset(
     periods: int = 40, start: str = "2024-01-01", nx: int = 6, chunk: int = 10, seed: int = 0
 ) -> xr.Dataset:
     """time x x dataset: one dask-backed float var, one int var, in-memory coords."""
     rng = np.random.default_rng(seed)
     time = pd.date_range(start, periods=periods, freq="D")
-    a = da.from_array(rng.random((periods, nx)), chunks=(chunk, nx))
-    b = da.from_array(np.arange(periods, dtype="int64") + seed * 1000, chunks=chunk)
+    a = da.from_array(rng.random((periods, nx)), chunks=chunks_of(chunk, nx))
+    b = da.from_array(np.arange(periods, dtype="int64") + seed * 1000, chunks=chunks_of(chunk))
     ds = xr.Dataset(
         {"a": (("time", "x"), a, {"units": "K"}), "b": (("time",), b)},
         coords={"time": time, "x": np.arange(nx), "label": ("x", [f"p{i}" for i in range(nx)])},
@@ -114,13 +130,13 @@ def _read_task_states(flow_run_id: object) -> dict[str, list[str]]:
     async def read() -> dict[str, list[str]]:
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))])),
                 sort=TaskRunSort.EXPECTED_START_TIME_DESC,
                 limit=200,
             )
         out: dict[str, list[str]] = {}
         for r in runs:
-            out.setdefault(r.name, []).append(r.state.name if r.state else "?")
+            out.setdefault(r.name, []).append(str(r.state.name) if r.state else "?")
         return out
 
     return asyncio.run(read())
@@ -148,7 +164,7 @@ def flow_run_logs(flow_run_id: object, contains: str = "", wait: float = 15.0) -
     async def read() -> list[str]:
         async with get_client() as client:
             logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(str(flow_run_id))]))
             )
         return [log.message for log in logs]
 

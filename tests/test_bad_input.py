@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import icechunk
 import pytest
@@ -175,4 +176,4 @@ def test_folder_that_is_not_a_repository_refused(runner, tmp_path):
 def test_in_memory_storage_refused_through_flow(runner):
     repo = icechunk.Repository.create(icechunk.in_memory_storage())
     with pytest.raises(ConfigurationError, match="In-memory storage cannot be used"):
-        to_icechunk.with_options(task_runner=runner)(_more(), repo, mode="w")
+        to_icechunk.with_options(task_runner=runner)(_more(), cast(Any, repo), mode="w")

@@ -119,7 +119,7 @@ def test_disjoint_racing_commits_all_land(s3_endpoint, tmp_path):
     repo = source.open_repository()
     history = list(repo.ancestry(branch="main"))
     assert len(history) == 2 + 4  # initial, create, one commit per writer
-    a = zarr.open_array(repo.readonly_session("main").store, path="a", mode="r")[:]
+    a = np.asarray(zarr.open_array(repo.readonly_session("main").store, path="a", mode="r")[:])
     np.testing.assert_array_equal(a[:4, 0], [1.0, 2.0, 3.0, 4.0])
 
 

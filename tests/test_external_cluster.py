@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import icechunk
 import pytest
@@ -46,7 +47,7 @@ def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_serv
         secret_access_key=s3_server.secret_access_key,
     ).save(name)
     ds = small_dataset()
-    runner = DaskClusterConfig(address=hand_made_cluster).task_runner()
+    runner: Any = DaskClusterConfig(address=hand_made_cluster).task_runner()
     state = to_icechunk.with_options(task_runner=runner)(
         ds, f"icechunk-repository/{name}", mode="w", partition_size=10, return_state=True
     )
@@ -62,7 +63,7 @@ def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_serv
     assert sum(n.startswith("write time[") for n in names) == 4
 
     with Client(hand_made_cluster) as client:
-        seen = client.run(_worker_state)
+        seen = cast(dict[str, Any], client.run(_worker_state))
     # The workers had neither the API URL nor keys in their environment, started no
     # Prefect server of their own (the task runs above were reported by them).
     assert set(seen.values()) == {(None, None, 0)}

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_worker_sigkilled_while_writing_partition(runner, repo_path, tmp_path, d
     ds = instrument(small_dataset(), "a", marks, kill=True)
     (marks / "kill-1_0").touch()
     with Client(dask_cluster.scheduler_address) as client:
-        pids_before = set(client.run(os.getpid).values())
+        pids_before = set(cast(dict[str, int], client.run(os.getpid)).values())
     state = to_icechunk.with_options(task_runner=runner)(
         ds, repo_path, mode="w", partition_size=10, return_state=True
     )

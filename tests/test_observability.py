@@ -32,8 +32,8 @@ from icechunk_prefect import LocalRepository, store_dask, to_icechunk
 from icechunk_prefect.cli import app, partition_progress
 from icechunk_prefect.reporting.history import commit_history
 from icechunk_prefect.reporting.progress import ProgressTracker, progress_listener
-from icechunk_prefect.reporting.publish import COMMIT_EVENT, commit_resource_id
-from icechunk_prefect.reporting.summary import summarize_commit, summary_markdown
+from icechunk_prefect.reporting.publish import COMMIT_EVENT, commit_resource_id, summary_markdown
+from icechunk_prefect.reporting.summary import summarize_commit
 from tests.helpers import history, open_repo, small_dataset
 
 
@@ -52,7 +52,7 @@ def written(dask_cluster, tmp_path_factory) -> dict[str, Any]:
     from icechunk_prefect import IcechunkDaskTaskRunner
 
     path = str(tmp_path_factory.mktemp("obs") / "repo")
-    runner = IcechunkDaskTaskRunner(address=dask_cluster.scheduler_address)
+    runner: Any = IcechunkDaskTaskRunner(address=dask_cluster.scheduler_address)
     seen: list[tuple[int, int, str]] = []
     tap = _Lines()
     flow_logger = logging.getLogger("prefect.flow_runs")
@@ -233,7 +233,9 @@ def test_store_dask_reports_progress_and_commit(runner, repo_path):
     sid = state.result()
     assert [d for d, _ in seen] == [0, 1, 2]
     assert sorted(label for _, label in seen[1:]) == ["a[0:4]", "a[4:8]"]
-    md = [a for a in _artifacts(state.state_details.flow_run_id) if a["type"] == "markdown"]
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    md = [a for a in _artifacts(run_id) if a["type"] == "markdown"]
     assert len(md) == 1
     assert f"| parent | `{base}` |" in md[0]["data"]
     assert "| chunks written | 4 in 1 arrays |" in md[0]["data"]

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import dask.array as da
 import icechunk
@@ -43,6 +43,7 @@ from icechunk_prefect.errors import (
     RegionError,
     SchemaMismatchError,
 )
+from tests.helpers import chunks_of
 
 Outcome = Literal["same", "refused", "stricter", "correct"]
 SAME: Outcome = "same"  # both write; identical stores
@@ -54,7 +55,7 @@ CORRECT: Outcome = "correct"  # both write; upstream loses writes, ours equals t
 def base(periods: int = 8, start: str = "2024-01-01", seed: int = 0, chunk: int = 4) -> xr.Dataset:
     """time x x: a dask-backed float variable, an in-memory int variable, index coordinates."""
     rng = np.random.default_rng(seed)
-    a = da.from_array(rng.random((periods, 3)), chunks=(chunk, 3))
+    a = da.from_array(rng.random((periods, 3)), chunks=chunks_of(chunk, 3))
     return xr.Dataset(
         {"a": (("time", "x"), a, {"units": "K"}), "b": ("time", np.arange(periods) + seed)},
         coords={"time": pd.date_range(start, periods=periods, freq="D"), "x": np.arange(3)},
@@ -72,7 +73,12 @@ def curvilinear(periods: int = 8, start: str = "2024-01-01", seed: int = 0) -> x
     rng = np.random.default_rng(seed)
     grid = np.arange(6.0).reshape(2, 3)
     return xr.Dataset(
-        {"v": (("time", "y", "x"), da.from_array(rng.random((periods, 2, 3)), chunks=(4, 2, 3)))},
+        {
+            "v": (
+                ("time", "y", "x"),
+                da.from_array(rng.random((periods, 2, 3)), chunks=chunks_of(4, 2, 3)),
+            )
+        },
         coords={
             "time": pd.date_range(start, periods=periods, freq="D"),
             "xc": (("y", "x"), grid),
@@ -84,7 +90,7 @@ def curvilinear(periods: int = 8, start: str = "2024-01-01", seed: int = 0) -> x
 def lazy_times(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with a dask-backed datetime variable (not an index, so it stays lazy)."""
     values = pd.date_range("2024-01-01", periods=ds.sizes["time"]).values
-    return ds.assign(ts=("time", da.from_array(values, chunks=4)))
+    return ds.assign(ts=("time", da.from_array(values, chunks=chunks_of(4))))
 
 
 @dataclass(frozen=True)
@@ -131,8 +137,11 @@ CASES: dict[str, Case] = {
     ),
     "lazy-strings": Case(
         lambda: base().assign(
-            s=("time", da.from_array(np.array(list("abcdefgh"), dtype="U1"), chunks=4)),
-            o=("time", da.from_array(np.array(list("abcdefgh"), dtype=object), chunks=4)),
+            s=("time", da.from_array(np.array(list("abcdefgh"), dtype="U1"), chunks=chunks_of(4))),
+            o=(
+                "time",
+                da.from_array(np.array(list("abcdefgh"), dtype=object), chunks=chunks_of(4)),
+            ),
         ),
         {"mode": "w"},
     ),
@@ -157,7 +166,8 @@ CASES: dict[str, Case] = {
         {"mode": "w"},
     ),
     "lazy-coordinate": Case(
-        lambda: base().assign_coords(lat=("x", da.arange(3.0, chunks=3))), {"mode": "w"}
+        lambda: base().assign_coords(lat=("x", da.arange(cast(Any, 3.0), chunks=chunks_of(3)))),
+        {"mode": "w"},
     ),
     "bad-mode": Case(base, {"mode": "x"}, REFUSED, InputValidationError, r"got 'x'"),
     # ---- encoding
@@ -529,7 +539,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any) -> dict
         except Exception as exc:
             out[cid].upstream_error = exc
 
-    @flow(task_runner=IcechunkDaskTaskRunner(address=dask_cluster.scheduler_address))
+    @flow(task_runner=cast(Any, IcechunkDaskTaskRunner(address=dask_cluster.scheduler_address)))
     def parity_table() -> None:
         for cid, case in CASES.items():
             try:

@@ -21,7 +21,7 @@ from icechunk_prefect import (
     to_icechunk,
 )
 from icechunk_prefect.errors import CommitConflictError
-from tests.helpers import small_dataset
+from tests.helpers import array_in, small_dataset
 
 
 def _read(s3_server: Any, prefix: str) -> xr.Dataset:
@@ -63,7 +63,7 @@ def test_partitioned_flow_and_store_dask_on_s3(runner, s3_server, s3_prefix):
         icechunk.Repository.open(s3_server.storage(s3_prefix)).readonly_session("main").store,
         mode="r",
     )
-    np.testing.assert_array_equal(group["extra"][:], src.compute())
+    np.testing.assert_array_equal(array_in(group, "extra")[:], src.compute())
 
 
 def _patch(start: int, seed: int) -> xr.Dataset:

@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import icechunk
 import xarray as xr
@@ -152,7 +152,7 @@ def test_secrets_never_travel(runner, dask_cluster, s3_server, s3_prefix, tmp_pa
         access_key_id=s3_server.access_key_id,
         secret_access_key=s3_server.secret_access_key,
     ).save(name)
-    block = IcechunkRepository.load(name)  # holds the secret values in this process
+    block = cast(IcechunkRepository, IcechunkRepository.load(name))  # holds the secrets here
     assert block.secret_access_key is not None
     assert block.secret_access_key.get_secret_value() == s3_server.secret_access_key
 
@@ -160,7 +160,7 @@ def test_secrets_never_travel(runner, dask_cluster, s3_server, s3_prefix, tmp_pa
     run = to_icechunk.with_options(task_runner=runner)
     first, more = small_dataset(periods=20), small_dataset(periods=20, start="2024-01-21", seed=1)
     with Client(dask_cluster.scheduler_address) as client:
-        old_levels = client.run(_set_prefect_log_level, "DEBUG")
+        old_levels = cast(dict[str, int], client.run(_set_prefect_log_level, "DEBUG"))
         old_here = _set_prefect_log_level("DEBUG")
         try:
             with temporary_settings(
@@ -183,8 +183,8 @@ def test_secrets_never_travel(runner, dask_cluster, s3_server, s3_prefix, tmp_pa
             for addr, level in old_levels.items():
                 client.run(_set_prefect_log_level, level, workers=[addr])
             _set_prefect_log_level(old_here)
-        worker_logs = client.get_worker_logs()
-        scheduler_logs = client.get_scheduler_logs()
+        worker_logs = cast(dict[str, list[tuple[str, str]]], client.get_worker_logs())
+        scheduler_logs = cast(list[tuple[str, str]], client.get_scheduler_logs())
     assert s1.is_completed() and s2.is_completed()
 
     # The data landed (through the credentials the workers read from the API).

@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any, cast
+from uuid import UUID
 
 import psutil
 from prefect import flow, task
@@ -43,7 +45,8 @@ def probe(i: int) -> dict[str, object]:
     }
 
 
-@flow(task_runner=IcechunkDaskTaskRunner(cluster_kwargs={"n_workers": 2}))
+# prefect-dask's runner is a TaskRunner[PrefectDaskFuture]; @flow is typed for the base.
+@flow(task_runner=cast(Any, IcechunkDaskTaskRunner(cluster_kwargs={"n_workers": 2})))
 def embedded(path: str) -> dict[str, object]:
     probes = [f.result() for f in probe.map(range(4))]
     writer = FlowDatasetWriter(
@@ -67,7 +70,7 @@ async def _task_run_names(flow_run_id: str) -> list[str]:
 
     async with get_client() as client:
         runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))])),
             sort=TaskRunSort.EXPECTED_START_TIME_DESC,
             limit=200,
         )
@@ -75,7 +78,7 @@ async def _task_run_names(flow_run_id: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    state = embedded(sys.argv[1], return_state=True)
+    state = cast(Any, embedded)(sys.argv[1], return_state=True)
     out = state.result()
     out["flow_run_id"] = str(state.state_details.flow_run_id)
     out["task_runs"] = asyncio.run(_task_run_names(out["flow_run_id"]))

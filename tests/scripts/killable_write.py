@@ -7,6 +7,7 @@ Usage: python tests/scripts/killable_write.py SCENARIO REPO MARKS SCHEDULER_ADDR
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from icechunk_prefect import IcechunkDaskTaskRunner, to_icechunk
 from tests.resume_cases import write_call
@@ -14,5 +15,5 @@ from tests.resume_cases import write_call
 if __name__ == "__main__":
     scenario, repo, marks, address = sys.argv[1:5]
     ds, kwargs = write_call(scenario, marks)
-    runner = IcechunkDaskTaskRunner(address=address)
+    runner: Any = IcechunkDaskTaskRunner(address=address)  # (prefect-dask's variance)
     to_icechunk.with_options(task_runner=runner)(ds, repo, **kwargs)
