@@ -26,12 +26,12 @@ from icechunk_prefect.core.checks import Check
 from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
     WriteResult,
-    aligned_boundaries,
     check_dask_chunks,
+    partition_cuts,
 )
 from icechunk_prefect.core.sessions import idempotency_key, tree_groups
 from icechunk_prefect.core.steps import WriteMode
-from icechunk_prefect.errors import ChunkAlignmentError, InputValidationError, RegionError
+from icechunk_prefect.errors import InputValidationError, RegionError
 from icechunk_prefect.reporting.progress import track_progress
 from icechunk_prefect.reporting.publish import publish_commit
 from icechunk_prefect.runtime import IcechunkDaskTaskRunner, flow_run_metadata
@@ -361,12 +361,6 @@ def store_dask(
         )
     if partitioned:
         unit0 = math.lcm(*(unit[0] for unit in units))
-        step = partition_size or max(unit0, *(s.chunks[0][0] for s in sources))
-        if step % unit0:
-            raise ChunkAlignmentError(
-                f"partition_size {step} is not a multiple of the targets' chunk size {unit0} "
-                "along axis 0."
-            )
         n = sources[0].shape[0]
         if any(s.shape[0] != n for s in sources):
             raise InputValidationError(
@@ -379,7 +373,13 @@ def store_dask(
                 "Partitioned store_dask needs the same region start on axis 0 for all sources."
             )
         off = starts[0]
-        cuts = aligned_boundaries(off, off + n, unit0, step)
+        _, cuts = partition_cuts(
+            off,
+            off + n,
+            {t: unit[0] for t, unit in zip(targets, units, strict=True)},
+            partition_size=partition_size or max(unit0, *(s.chunks[0][0] for s in sources)),
+            dim="axis 0",
+        )
         futures = []
         names = ",".join(targets) if len(targets) <= 3 else f"{len(targets)} arrays"
         labels = [f"{names}[{a}:{b}]" for a, b in itertools.pairwise(cuts)]

@@ -27,12 +27,11 @@ __all__ = [
     "Partition",
     "WritePlan",
     "WriteResult",
-    "aligned_boundaries",
     "array_path",
     "check_dask_chunks",
     "check_region_bounds",
     "check_region_chunks",
-    "cut_points",
+    "partition_cuts",
     "plan_partitions",
     "resolve_region",
     "stored_chunking",
@@ -99,29 +98,64 @@ def stored_chunking(group: zarr.Group, name: str) -> tuple[tuple[int, ...], tupl
     return tuple(arr.shape), tuple(unit)
 
 
-def aligned_boundaries(start: int, stop: int, unit: int, step: int) -> list[int]:
-    """Cut ``[start, stop)`` at multiples of ``unit`` (in store coordinates), every ``step``.
+def partition_cuts(
+    start: int,
+    stop: int,
+    units: Mapping[str, int],
+    *,
+    partition_size: int | None = None,
+    bytes_per_step: int = 0,
+    target_partition_bytes: int = DEFAULT_PARTITION_BYTES,
+    dim: str = "time",
+) -> tuple[int, list[int]]:
+    """The one chunk-aligned partition cutter (the writer's plan, the operational
+    windows and ``store_dask`` all cut here).
 
-    ``step`` must be a multiple of ``unit``. The first and last pieces may be
-    partial chunks; each chunk is covered by exactly one piece.
+    Cuts store positions ``[start, stop)`` along ``dim`` every ``partition_size``
+    positions (default: about ``target_partition_bytes`` at ``bytes_per_step`` bytes a
+    position, at least one chunk), at multiples of every array's chunk (or shard) size
+    ``units[name]``, so that each chunk belongs to exactly one piece; the first and
+    last pieces may hold partial chunks. Returns the step and the cut points
+    (``start``, the inner cuts, ``stop``). A ``partition_size`` that would put a cut
+    inside a chunk raises :class:`~icechunk_prefect.errors.ChunkAlignmentError`
+    naming the arrays.
+
+    Example:
+        ```python
+        from icechunk_prefect.core.planning import partition_cuts
+
+        assert partition_cuts(3, 20, {"t2m": 4, "wind": 2}, partition_size=8) == (8, [3, 8, 16, 20])
+        ```
     """
-    if step % unit:
-        raise ChunkAlignmentError(
-            f"Partition size {step} is not a multiple of the Zarr write unit {unit} along the "
-            "partition dimension. Use a multiple of the chunk (or shard) size."
-        )
-    return cut_points(start, stop, step)
-
-
-def cut_points(start: int, stop: int, step: int) -> list[int]:
-    """``start``, the multiples of ``step`` strictly inside ``(start, stop)``, and ``stop``."""
+    unit = math.lcm(*units.values()) if units else 1
+    if partition_size is None:
+        step = max(unit, (target_partition_bytes // max(1, bytes_per_step)) // unit * unit)
+    elif partition_size < 1:
+        raise InputValidationError(f"partition_size must be at least 1, got {partition_size}.")
+    else:
+        step = partition_size
     cuts = [start]
     nxt = (start // step + 1) * step
     while nxt < stop:
         cuts.append(nxt)
         nxt += step
     cuts.append(stop)
-    return cuts
+    if step % unit:
+        for name, u in sorted(units.items()):
+            for a, b in itertools.pairwise(cuts):
+                if b % u and b != stop:
+                    raise ChunkAlignmentError(
+                        f"Partition [{a}:{b}) along {dim!r} ends inside a chunk of array "
+                        f"{name!r}, whose chunk (shard) size along {dim!r} is {u} (the chunk "
+                        f"[{b // u * u}:{b // u * u + u}) would be written by two partitions). "
+                        f"partition_size={step} must be a multiple of {unit}."
+                    )
+        raise ChunkAlignmentError(
+            f"Partition size {step} along {dim!r} is not a multiple of the chunk (shard) size "
+            f"{unit} of the arrays written ({sorted(units)}): two partitions would write one "
+            f"chunk. Use a multiple of {unit}."
+        )
+    return step, cuts
 
 
 def check_dask_chunks(
@@ -286,18 +320,17 @@ def plan_partitions(
         )
     along = [v for v in variables if dim in ds.variables[v].dims]
     other = [v for v in variables if dim not in ds.variables[v].dims]
-    units = []
-    for v in along:
-        _, unit = stored_chunking(group, v)
-        units.append(unit[ds.variables[v].dims.index(dim)])
-    unit = math.lcm(*units) if units else 1
-    if partition_size is not None:
-        step = partition_size
-    else:
-        per_step = max(1, bytes_per_step(ds, along, dim))
-        step = max(unit, (target_partition_bytes // per_step) // unit * unit)
+    units = {v: stored_chunking(group, v)[1][ds.variables[v].dims.index(dim)] for v in along}
     sl = region[dim]
-    cuts = aligned_boundaries(sl.start, sl.stop, unit, step)
+    _, cuts = partition_cuts(
+        sl.start,
+        sl.stop,
+        units,
+        partition_size=partition_size,
+        bytes_per_step=bytes_per_step(ds, along, dim),
+        target_partition_bytes=target_partition_bytes,
+        dim=dim,
+    )
     parts: list[Partition] = []
     for a, b in itertools.pairwise(cuts):
         src = {dim: slice(a - sl.start, b - sl.start)}

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +29,8 @@ import xarray as xr
 import zarr
 from zarr.errors import GroupNotFoundError
 
-from icechunk_prefect.core.planning import DEFAULT_PARTITION_BYTES, aligned_boundaries, cut_points
-from icechunk_prefect.errors import ChunkAlignmentError, ConfigurationError, InputValidationError
+from icechunk_prefect.core.planning import DEFAULT_PARTITION_BYTES, partition_cuts
+from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.storage.local import RepositorySource
 
 __all__ = [
@@ -166,30 +165,20 @@ def plan_partitions(
     ``partition_size``, partitions hold about ``target_partition_bytes`` (at least
     one chunk). Returns the partition size used and the partitions. A
     ``partition_size`` that puts a partition bound inside a chunk of some array
-    raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` naming the array,
-    its chunk size and the bounds.
+    raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` naming the arrays
+    and their chunk sizes (see :func:`~icechunk_prefect.core.planning.partition_cuts`).
     """
-    unit = math.lcm(*units.values()) if units else 1
-    if partition_size is None:
-        per_step = max(1, bytes_per_step)
-        step = max(unit, (target_partition_bytes // per_step) // unit * unit)
-    else:
-        if partition_size < 1:
-            raise InputValidationError(f"partition_size must be at least 1, got {partition_size}.")
-        step = partition_size
-        cuts = cut_points(start, stop, step)
-        for name, u in sorted(units.items()):
-            for a, b in itertools.pairwise(cuts):
-                if b % u and b != stop:
-                    raise ChunkAlignmentError(
-                        f"Partition [{a}:{b}) along {dim!r} ends inside a chunk of array "
-                        f"{name!r}, whose chunk (shard) size along {dim!r} is {u} (the chunk "
-                        f"[{b // u * u}:{b // u * u + u}) would be written by two partitions). "
-                        f"partition_size={partition_size} must be a multiple of {unit}."
-                    )
+    step, cuts = partition_cuts(
+        start,
+        stop,
+        units,
+        partition_size=partition_size,
+        bytes_per_step=bytes_per_step,
+        target_partition_bytes=target_partition_bytes,
+        dim=dim,
+    )
     if stop <= start:
         return step, []
-    cuts = aligned_boundaries(start, stop, unit, step)
     return step, [
         WindowPartition(index=i, start=a, stop=b)
         for i, (a, b) in enumerate(itertools.pairwise(cuts))
