@@ -104,18 +104,18 @@ def test_site_builds_strict(tmp_path):
     assert "FlowDatasetWriter" in api and "track_progress" in api
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_python_blocks_run(page: Path, tmp_path, dask_cluster):
+def run_blocks(label: str, blocks: list, cwd: Path, scheduler_address: str) -> None:
+    """Run ``blocks`` ((where, code) pairs) in one fresh interpreter, as :data:`RUNNER` does,
+    against the test session's Prefect server and Dask cluster; fail with its output."""
     import json
 
-    blocks = python_blocks(page.read_text())
     env = dict(os.environ)  # PREFECT_API_URL: the test session's server
-    env["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"] = dask_cluster.scheduler_address
+    env["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"] = scheduler_address
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, page.name],
+        [sys.executable, "-c", RUNNER, label],
         input=json.dumps(blocks),
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -123,3 +123,8 @@ def test_python_blocks_run(page: Path, tmp_path, dask_cluster):
     )
     out = proc.stdout[-6000:] + proc.stderr[-6000:]
     assert proc.returncode == 0 and "ALL BLOCKS PASSED" in proc.stdout, out
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_python_blocks_run(page: Path, tmp_path, dask_cluster):
+    run_blocks(page.name, python_blocks(page.read_text()), tmp_path, dask_cluster.scheduler_address)

@@ -10,19 +10,15 @@ the examples are the documentation's promise that the code works.
 from __future__ import annotations
 
 import ast
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_docs import RUNNER
+from tests.test_docs import run_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "icechunk_prefect"
@@ -82,16 +78,4 @@ def test_docstring_examples_run(group: str, tmp_path: Path, dask_cluster: Any) -
     for _, code in blocks:
         for folder in set(re.findall(r"/tmp/doc-[\w.-]+", code)):
             shutil.rmtree(folder, ignore_errors=True)
-    env = dict(os.environ)  # PREFECT_API_URL: the test session's server
-    env["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"] = dask_cluster.scheduler_address
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, group],
-        input=json.dumps(blocks),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    out = proc.stdout[-6000:] + proc.stderr[-6000:]
-    assert proc.returncode == 0 and "ALL BLOCKS PASSED" in proc.stdout, out
+    run_blocks(group, blocks, tmp_path, dask_cluster.scheduler_address)
