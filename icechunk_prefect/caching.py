@@ -165,7 +165,7 @@ class MetadataCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        from icechunk_prefect.core import steps as writing
+        from icechunk_prefect.core import steps
 
         try:
             source = resolve_repository(inputs["repo"])
@@ -185,7 +185,7 @@ class MetadataCachePolicy(CachePolicy):
             args,
             tokenize(inputs.get("encoding")),
             _task_source(task_ctx, inputs, flow_parameters),
-            _code_token(writing.write_metadata),
+            _code_token(steps.write_metadata),
             raise_on_failure=True,
         )
 
@@ -196,7 +196,7 @@ def partition_key(
     """The key under which one partition's fork is persisted (see the module doc):
     the write's scope, the partition's target region, its source block's token, the
     node ids of the arrays it writes, and the code that writes it."""
-    from icechunk_prefect.core import steps as writing
+    from icechunk_prefect.core import steps
 
     key = hash_objects(
         "partition",
@@ -205,7 +205,7 @@ def partition_key(
         group,
         tokenize(dataset),
         node_ids(fork, group, partition.variables),
-        _code_token(writing.write_partition, writing.write_partitions),
+        _code_token(steps.write_partition, steps.write_partitions),
         raise_on_failure=True,
     )
     assert key is not None
@@ -229,7 +229,7 @@ class WriteCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        from icechunk_prefect.core import steps as writing
+        from icechunk_prefect.core import steps
 
         scope = inputs.get("cache_scope")
         if not scope:
@@ -259,6 +259,6 @@ class WriteCachePolicy(CachePolicy):
             node_ids(fork, group, names),
             extra,
             _task_source(task_ctx, inputs, flow_parameters),
-            _code_token(writing.write_partition, writing.write_lazy_graph),
+            _code_token(steps.write_partition, steps.write_lazy_graph),
             raise_on_failure=True,
         )

@@ -30,7 +30,7 @@ from icechunk_prefect.core.planning import (
     partition_cuts,
 )
 from icechunk_prefect.core.sessions import idempotency_key, tree_groups
-from icechunk_prefect.core.steps import WriteMode
+from icechunk_prefect.core.validation import WriteMode
 from icechunk_prefect.errors import InputValidationError, RegionError
 from icechunk_prefect.reporting.progress import track_progress
 from icechunk_prefect.reporting.publish import publish_commit

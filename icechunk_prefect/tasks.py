@@ -48,9 +48,9 @@ from prefect.tasks import exponential_backoff
 
 from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
 from icechunk_prefect.core import checks as checks_mod
-from icechunk_prefect.core import integrity, sessions
-from icechunk_prefect.core import steps as writing
+from icechunk_prefect.core import integrity, sessions, steps
 from icechunk_prefect.core.planning import Partition, WritePlan
+from icechunk_prefect.core.validation import WriteMode
 from icechunk_prefect.errors import IcechunkPrefectError
 from icechunk_prefect.runtime import flow_dask_client
 from icechunk_prefect.storage.resolve import RepositoryLike
@@ -107,7 +107,7 @@ def write_metadata_task(
     branch: str,
     dataset: xr.Dataset,
     group: str | None = None,
-    mode: writing.WriteMode | None = None,
+    mode: WriteMode | None = None,
     append_dim: str | None = None,
     region: Mapping[str, slice | str] | str | None = None,
     encoding: Mapping[str, Any] | None = None,
@@ -129,7 +129,7 @@ def write_metadata_task(
         print(init())  # the snapshot the fork started from
         ```
     """
-    return writing.write_metadata(
+    return steps.write_metadata(
         repo,
         branch,
         dataset,
@@ -164,7 +164,7 @@ def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) ->
         eager()
         ```
     """
-    return writing.write_eager(fork, dataset, plan)
+    return steps.write_eager(fork, dataset, plan)
 
 
 @task(name="write partition", task_run_name="write {partition.label}", **_RETRY)
@@ -203,7 +203,7 @@ def write_partition_task(
         assert one_partition() == [[0]]  # chunk 0 of "t": the first partition
         ```
     """
-    return writing.write_partition(
+    return steps.write_partition(
         fork, dataset, partition, group, client=flow_dask_client(), cluster_timeout=cluster_timeout
     )
 
@@ -306,7 +306,7 @@ def write_partitions_task(
             store.write(written, key=key)
 
     new_counts: list[dict[str, int]] = []
-    writing.write_partitions(
+    steps.write_partitions(
         fork,
         [datasets[i] for i in todo],
         [partitions[i] for i in todo],
@@ -380,7 +380,7 @@ def write_lazy_graph_task(
         assert whole_graph() == [[0], [1]]
         ```
     """
-    return writing.write_lazy_graph(
+    return steps.write_lazy_graph(
         fork,
         dataset,
         plan,

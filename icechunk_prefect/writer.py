@@ -53,11 +53,11 @@ from icechunk_prefect.core.planning import (
     WriteResult,
 )
 from icechunk_prefect.core.sessions import idempotency_key, tree_groups
-from icechunk_prefect.core.steps import (
+from icechunk_prefect.core.steps import plan_write
+from icechunk_prefect.core.validation import (
     WriteMode,
     check_input,
     creates_repository,
-    plan_write,
     resolve_mode,
 )
 from icechunk_prefect.reporting.progress import log_discarded, log_plan, track_progress

@@ -108,7 +108,7 @@ def _expected_chunks(shape: Sequence[int], unit: Sequence[int], region: Sequence
 
 def coverage_problems(ctx: CheckContext) -> list[str]:
     """Chunks the plan covers that no step of the run wrote."""
-    from icechunk_prefect.core.steps import stored_dims
+    from icechunk_prefect.core.validation import stored_dims
 
     plan = ctx.plan
     written = ctx.written_chunks()
@@ -147,7 +147,7 @@ def coverage_problems(ctx: CheckContext) -> list[str]:
 
 def schema_problems(ctx: CheckContext) -> list[str]:
     """Differences between the store as it would be committed and the dataset's schema."""
-    from icechunk_prefect.core.steps import stored_dims
+    from icechunk_prefect.core.validation import stored_dims
 
     group = ctx.group
     problems: list[str] = []

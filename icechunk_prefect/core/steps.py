@@ -23,12 +23,11 @@ import pickle
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import dask
 import dask.config
 import dask.core
-import numpy as np
 import xarray as xr
 import zarr
 import zarr.errors
@@ -54,230 +53,33 @@ from icechunk_prefect.core.planning import (
     resolve_region,
     stored_chunking,
 )
+from icechunk_prefect.core.validation import (
+    WriteMode,
+    check_index_matches,
+    check_input,
+    check_like_to_zarr,
+    creates_repository,
+    holds_data,
+    open_group,
+    refusals,
+    resolve_mode,
+    validate_against_store,
+)
 from icechunk_prefect.errors import (
     ChunkAlignmentError,
     ConfigurationError,
-    DuplicateStepsError,
-    IcechunkPrefectError,
     InputValidationError,
-    RegionError,
-    SchemaMismatchError,
 )
 from icechunk_prefect.storage.resolve import RepositoryLike, open_repository
 
 __all__ = [
-    "WriteMode",
-    "check_input",
-    "creates_repository",
     "plan_write",
-    "resolve_mode",
-    "stored_dims",
     "write_eager",
     "write_lazy_graph",
     "write_metadata",
     "write_partition",
     "write_partitions",
 ]
-
-WriteMode = Literal["w", "w-", "a", "a-", "r+"]
-_MODES: tuple[WriteMode, ...] = ("w", "w-", "a", "a-", "r+")
-
-
-def resolve_mode(
-    mode: WriteMode | None, append_dim: Hashable | None, region: object | None
-) -> WriteMode:
-    """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``."""
-    if mode is not None:
-        if mode not in _MODES:
-            raise InputValidationError(
-                f"mode must be one of {list(_MODES)} (or None), got {mode!r}."
-            )
-        if append_dim is not None and mode not in ("a", "a-"):
-            raise InputValidationError(f"append_dim needs mode 'a' or 'a-', got mode={mode!r}.")
-        if region is not None and mode not in ("r+", "a"):
-            raise InputValidationError(f"region needs mode 'r+' or 'a', got mode={mode!r}.")
-        return mode
-    if append_dim is not None and region is not None:
-        raise InputValidationError(
-            "append_dim and region cannot be used together: append first, then rewrite a region."
-        )
-    if append_dim is not None:
-        return "a"
-    if region is not None:
-        return "r+"
-    return "w-"
-
-
-def _open_group(store: Any, group: str | None) -> zarr.Group | None:
-    try:
-        return zarr.open_group(store, path=group or "", mode="r")
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
-        return None
-
-
-def stored_dims(arr: zarr.Array) -> tuple[str, ...] | None:
-    """The dimension names of a stored array (Zarr v3 names or xarray's attribute)."""
-    names = getattr(arr.metadata, "dimension_names", None)
-    if names:
-        return tuple(str(n) for n in names)
-    attr = arr.attrs.get("_ARRAY_DIMENSIONS")
-    return tuple(attr) if isinstance(attr, list) else None  # type: ignore[arg-type]
-
-
-def _dims_of(group: zarr.Group, name: str) -> tuple[str, ...]:
-    arr = group[name]
-    return (stored_dims(arr) or ()) if isinstance(arr, zarr.Array) else ()
-
-
-def _validate_against_store(
-    ds: xr.Dataset,
-    group: zarr.Group,
-    store: Any,
-    group_path: str | None,
-    *,
-    append_dim: str | None,
-    region_dims: set[str],
-) -> None:
-    """Refuse writes whose variables do not fit the arrays already stored."""
-    write_dims = set(region_dims) | ({append_dim} if append_dim else set())
-    stored_ds: xr.Dataset | None = None
-    for name, var in ds.variables.items():
-        name = str(name)
-        if name not in group:
-            continue
-        arr = group[name]
-        if not isinstance(arr, zarr.Array):
-            raise SchemaMismatchError(f"{name!r} exists in the store as a group, not an array.")
-        dims = stored_dims(arr)
-        if dims is not None and tuple(map(str, var.dims)) != dims:
-            raise SchemaMismatchError(
-                f"Variable {name!r} has dimensions {tuple(map(str, var.dims))} but the stored "
-                f"array has {dims}. Transpose or rename to match the store."
-            )
-        for dim, size, stored in zip(var.dims, var.shape, arr.shape, strict=False):
-            if str(dim) not in write_dims and size != stored:
-                raise SchemaMismatchError(
-                    f"Variable {name!r} has {size} positions along {str(dim)!r} but the stored "
-                    f"array has {stored}; only {sorted(write_dims) or 'no dimension'} may differ."
-                )
-        stored_kind = np.dtype(arr.dtype).kind if hasattr(arr.dtype, "kind") else None
-        if (
-            var.dtype.kind in "fiub"
-            and stored_kind in ("f", "i", "u", "b")
-            and "scale_factor" not in arr.attrs
-            and "add_offset" not in arr.attrs
-            and "dtype" not in var.encoding
-            and np.dtype(var.dtype) != np.dtype(arr.dtype)  # type: ignore[arg-type]
-        ):
-            raise SchemaMismatchError(
-                f"Variable {name!r} has dtype {var.dtype} but the stored array holds "
-                f"{arr.dtype}. Cast it (ds[{name!r}].astype('{arr.dtype}')) before writing."
-            )
-        # In-memory variables that are not being extended must match what is stored.
-        if (append_dim or region_dims) and not (set(map(str, var.dims)) & write_dims):
-            if stored_ds is None:
-                stored_ds = xr.open_zarr(store, group=group_path, consolidated=False)
-            if name in stored_ds.variables and not _same_values(var, stored_ds.variables[name]):
-                raise SchemaMismatchError(
-                    f"Variable {name!r} does not extend along {sorted(write_dims)} and differs "
-                    "from the stored values; the dataset does not line up with the store."
-                )
-    if append_dim and append_dim in ds.indexes and append_dim in group:
-        _check_append_steps(ds, store, group_path, append_dim)
-
-
-def _same_values(a: xr.Variable, b: xr.Variable) -> bool:
-    if a.shape != b.shape:
-        return False
-    if a.size > 10_000_000:
-        return True  # too large to compare cheaply; shapes agree
-    try:
-        return bool(a.equals(b.load()))
-    except Exception:  # pragma: no cover - incomparable types
-        return False
-
-
-def _check_append_steps(ds: xr.Dataset, store: Any, group_path: str | None, dim: str) -> None:
-    new = ds.indexes[dim]
-    if new.has_duplicates:
-        dup = new[new.duplicated()][:3].tolist()
-        raise InputValidationError(f"The {dim!r} coordinate holds duplicated values {dup}.")
-    if not new.is_monotonic_increasing:
-        raise InputValidationError(
-            f"The {dim!r} coordinate is not increasing (seen {new[:3].tolist()}...); sort it "
-            f"(ds.sortby({dim!r})) before appending."
-        )
-    stored = xr.open_zarr(store, group=group_path, consolidated=False)
-    if dim not in stored.indexes or stored.sizes.get(dim, 0) == 0:
-        return
-    old = stored.indexes[dim]
-    present = new.intersection(old)
-    if len(present):
-        raise DuplicateStepsError(
-            f"Appending along {dim!r} would duplicate {len(present)} value(s) already in the "
-            f"store, e.g. {present[:3].tolist()} (the store ends at {old[-1]}). Select only new "
-            "steps (or use the append flow, which skips them)."
-        )
-    if new[0] <= old[-1]:
-        raise InputValidationError(
-            f"Appending along {dim!r} must continue after the store's last value {old[-1]}, "
-            f"but the new data starts at {new[0]}."
-        )
-
-
-def creates_repository(mode: WriteMode, append_dim: str | None) -> bool:
-    """Whether a write in ``mode`` may create a missing repository (not to append)."""
-    return mode in ("w", "w-") or (mode == "a" and append_dim is None)
-
-
-def check_input(
-    ds: xr.Dataset,
-    *,
-    append_dim: str | None = None,
-    encoding: Mapping[str, Any] | None = None,
-    partition_dim: str | None = None,
-) -> None:
-    """Refuse input that cannot make a sensible write, before anything is touched:
-    an empty dataset, zero-length dimensions, ``encoding``/``append_dim``/``partition_dim``
-    naming what the dataset lacks, an ``append_dim`` coordinate that is duplicated or
-    not increasing."""
-    names = sorted(map(str, ds.variables))
-    if not ds.data_vars and not ds.coords:
-        raise InputValidationError(
-            "The dataset is empty (no variables): there is nothing to write. Check the "
-            "selection that produced it."
-        )
-    empty = sorted(str(d) for d, n in ds.sizes.items() if n == 0)
-    if empty:
-        raise InputValidationError(
-            f"The dataset has no positions along {empty} (sizes {dict(ds.sizes)}): there is "
-            "nothing to write. Check the selection that produced it."
-        )
-    unknown = sorted(str(k) for k in (encoding or {}) if k not in ds.variables)
-    if unknown:
-        raise InputValidationError(
-            f"encoding names variable(s) {unknown} that the dataset does not have "
-            f"(its variables: {names}). Fix the names or drop those entries."
-        )
-    for label, dim in (("append_dim", append_dim), ("partition_dim", partition_dim)):
-        if dim is not None and dim not in ds.dims:
-            raise InputValidationError(
-                f"{label} {dim!r} is not a dimension of the dataset "
-                f"(dimensions: {sorted(map(str, ds.dims))})."
-            )
-    if append_dim is not None and append_dim in ds.indexes:
-        index = ds.indexes[append_dim]
-        if index.has_duplicates:
-            dup = index[index.duplicated()][:3].tolist()
-            raise InputValidationError(
-                f"The {append_dim!r} coordinate holds duplicated values {dup}; drop them "
-                f"(ds.drop_duplicates({append_dim!r})) before appending."
-            )
-        if not index.is_monotonic_increasing:
-            raise InputValidationError(
-                f"The {append_dim!r} coordinate is not increasing (seen {index[:3].tolist()}"
-                f"...); sort it (ds.sortby({append_dim!r})) before appending."
-            )
 
 
 def write_metadata(
@@ -314,7 +116,7 @@ def write_metadata(
             "Create it first with repo.create_branch."
         )
     fork = repository.writable_session(branch).fork()
-    existing = _open_group(fork.store, group)
+    existing = open_group(fork.store, group)
     updates = append_dim is not None or region is not None
     if existing is None and (concrete == "r+" or (concrete in ("a", "a-") and updates)):
         raise ConfigurationError(
@@ -329,11 +131,11 @@ def write_metadata(
     template = lazy_template(dataset, encoding)
     resolved: dict[str, slice] | None = None
     if existing is not None and concrete != "w":
-        _check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
+        check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
         region_dims: set[str] = set()
         if region is not None:
             region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
-        _validate_against_store(
+        validate_against_store(
             dataset,
             existing,
             fork.store,
@@ -349,7 +151,7 @@ def write_metadata(
             check_region_bounds(full, existing, dataset)
             resolved = {d: full[d] for d in region_dims}
             template = template.drop_vars([str(n) for n in dataset.indexes])
-    with _refusals("The metadata step (creating the arrays)"):
+    with refusals("The metadata step (creating the arrays)"):
         template.to_zarr(
             fork.store,
             group=group,
@@ -363,93 +165,6 @@ def write_metadata(
             safe_chunks=False,
         )
     return fork
-
-
-# What xarray, Zarr and NumPy raise when they refuse a dataset or an argument.
-_REFUSALS: tuple[type[BaseException], ...] = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    NotImplementedError,
-    zarr.errors.BaseZarrError,
-)
-
-
-@contextlib.contextmanager
-def _refusals(step: str) -> Iterator[None]:
-    """Re-raise what xarray/Zarr refuse in ``step`` as :class:`InputValidationError`
-    (the package's own errors pass through)."""
-    try:
-        yield
-    except IcechunkPrefectError:
-        raise
-    except _REFUSALS as exc:
-        raise InputValidationError(
-            f"{step} was refused by xarray/Zarr ({type(exc).__name__}: {exc}). Nothing was "
-            "committed. Fix the dataset or the arguments (icechunk.xarray.to_icechunk "
-            "refuses the same input)."
-        ) from exc
-
-
-def _check_like_to_zarr(
-    ds: xr.Dataset,
-    group: zarr.Group,
-    mode: WriteMode,
-    region: Mapping[str, slice | str] | str | None,
-    encoding: Mapping[str, Any] | None,
-    group_path: str | None,
-    append_dim: str | None,
-) -> None:
-    """The refusals of ``to_zarr`` into an existing group, with this package's errors."""
-    where = f"group {group_path or '/'!r}"
-    stored = set(group.array_keys())
-    if isinstance(region, str) and region != "auto":
-        raise RegionError(
-            f"region must be 'auto' or a mapping of dimension names to slices, got {region!r}."
-        )
-    if region is not None:
-        keys = set(map(str, ds.dims)) if isinstance(region, str) else set(map(str, region))
-        unrelated = [str(n) for n, v in ds.variables.items() if not keys & set(map(str, v.dims))]
-        if unrelated:
-            raise RegionError(
-                f"Variables {unrelated} have no dimension of the region {sorted(keys)}: a region "
-                "write rewrites only data along the region. Drop them first "
-                f"(ds.drop_vars({unrelated!r}))."
-            )
-    given = sorted(str(k) for k in encoding or {} if str(k) in stored)
-    if given:
-        raise InputValidationError(
-            f"encoding is given for {given}, which already exist in {where}: existing arrays "
-            "keep their stored encoding (as with to_zarr). Drop those encoding entries, or "
-            "rewrite the whole dataset with mode='w'."
-        )
-    if mode == "r+":
-        indexes = set(map(str, ds.indexes)) if region is not None else set()
-        new = sorted(str(n) for n in ds.variables if str(n) not in stored | indexes)
-        if new:
-            raise SchemaMismatchError(
-                f"Variables {new} do not exist in {where}, and mode='r+' only rewrites existing "
-                "arrays. Create them first (mode='a'), or drop them from the dataset."
-            )
-    if append_dim is not None and stored:
-        dims = {d for n in stored if (d_ := _dims_of(group, n)) for d in d_}
-        if append_dim not in dims:
-            raise SchemaMismatchError(
-                f"append_dim {append_dim!r} is not a dimension of the arrays in {where} "
-                f"(their dimensions: {sorted(dims)}). Append along one of those, or write the "
-                "new dimension with mode='w'."
-            )
-        new = sorted(
-            str(n) for n, v in ds.variables.items() if append_dim in v.dims and str(n) not in stored
-        )
-        if new:
-            raise SchemaMismatchError(
-                f"Variables {new} along {append_dim!r} do not exist in {where}: appending would "
-                f"create them holding only the appended steps, shorter than the stored "
-                f"{append_dim!r} (a store that cannot be read back). Create them over the whole "
-                f"{append_dim!r} first (mode='a' without append_dim), or drop them."
-            )
 
 
 def plan_write(
@@ -473,7 +188,7 @@ def plan_write(
     inside a Zarr chunk, or, in mode ``'r+'`` (the default with a region), the region
     starts or ends inside one (as ``to_zarr`` refuses these).
     """
-    grp = _open_group(fork.store, group)
+    grp = open_group(fork.store, group)
     if grp is None:
         raise ConfigurationError(f"Group {group or '/'!r} is missing after the metadata step.")
     appended_from: dict[str, int] = {}
@@ -507,12 +222,12 @@ def plan_write(
             is_region_index = name in dims and name in write_dims and name != append_dim
             # Unchanged variables already stored (checked in the metadata step) are left;
             # new ones (their arrays were just created, empty) are written.
-            if is_region_index or (not (dims & write_dims) and _holds_data(grp, name)):
+            if is_region_index or (not (dims & write_dims) and holds_data(grp, name)):
                 skip.append(name)
         if region is not None:
             for name in skip:
                 if name in dataset.indexes and name in grp:
-                    _check_index_matches(dataset, fork, group, name, full[name])
+                    check_index_matches(dataset, fork, group, name, full[name])
     if safe_chunks and not align_chunks:
         concrete = resolve_mode(mode, append_dim, region)
         for name in lazy:
@@ -547,24 +262,6 @@ def plan_write(
     )
 
 
-def _holds_data(group: zarr.Group, name: str) -> bool:
-    """Whether the stored array ``name`` has any chunk written (before this write)."""
-    arr = group.get(name)
-    return isinstance(arr, zarr.Array) and (arr.ndim == 0 or arr.nchunks_initialized > 0)
-
-
-def _check_index_matches(
-    ds: xr.Dataset, fork: ForkSession, group: str | None, dim: str, where: slice
-) -> None:
-    stored = xr.open_zarr(fork.store, group=group, consolidated=False)[dim].isel({dim: where})
-    if not stored.to_index().equals(ds.indexes[dim]):
-        raise RegionError(
-            f"The dataset's {dim!r} values ({ds.indexes[dim][0]} .. {ds.indexes[dim][-1]}) differ "
-            f"from the store's at {dim}[{where.start}:{where.stop}] ({stored.values[0]} .. "
-            f"{stored.values[-1]}). Check the region."
-        )
-
-
 def _region_for(var_dims: Mapping[Hashable, int], region: Mapping[str, slice]) -> dict[str, slice]:
     return {str(d): region[str(d)] for d in var_dims}
 
@@ -581,7 +278,7 @@ def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> Fork
         if var.ndim == 0:
             continue  # written with the metadata
         sub = subset_variables(dataset, [name])
-        with _refusals(f"Writing the in-memory variable {name!r}"):
+        with refusals(f"Writing the in-memory variable {name!r}"):
             sub.to_zarr(
                 fork.store,
                 group=plan.group,
@@ -646,7 +343,7 @@ def _streamable(
     """
     if var.chunks is None:
         return False
-    grp = _open_group(fork.store, group)
+    grp = open_group(fork.store, group)
     if grp is None or name not in grp:
         return False
     shape, unit = stored_chunking(grp, name)
