@@ -141,6 +141,52 @@ def write_metadata_task(
     )
 
 
+@task(name="plan arrays", task_run_name="plan arrays {branch}", **_RETRY)
+def plan_arrays_task(
+    repo: RepositoryLike,
+    branch: str,
+    sources: Sequence[Any],
+    targets: Sequence[str],
+    regions: Sequence[Sequence[slice]] | None = None,
+    partitioned: bool = True,
+    partition_size: int | None = None,
+) -> tuple[ForkSession, WritePlan]:
+    """``store_dask``'s first step: fork a clean session of ``branch`` and plan the
+    write of ``sources`` into its existing arrays ``targets`` (see
+    :func:`icechunk_prefect.core.arrays.plan_arrays`); nothing is written.
+
+    Example:
+        ```python
+        import dask.array as da, icechunk, zarr
+        from prefect import flow
+        from icechunk_prefect.tasks import plan_arrays_task
+
+        storage = icechunk.local_filesystem_storage("/tmp/doc-plan-arrays")
+        repo = icechunk.Repository.create(storage)
+        session = repo.writable_session("main")
+        zarr.create_array(session.store, name="a", shape=(8,), chunks=(2,), dtype="f8")
+        session.commit("create a")
+
+        @flow
+        def plan() -> int:
+            fork, plan = plan_arrays_task(
+                "/tmp/doc-plan-arrays", "main", [da.ones(8, chunks=4)], ["a"], partition_size=4
+            )
+            return len(plan.partitions)
+
+        assert plan() == 2
+        ```
+    """
+    from icechunk_prefect.core.arrays import plan_arrays
+    from icechunk_prefect.storage.resolve import resolve_repository
+
+    fork = resolve_repository(repo).open_repository().writable_session(branch).fork()
+    plan = plan_arrays(
+        fork, sources, targets, regions, partitioned=partitioned, partition_size=partition_size
+    )
+    return fork, plan
+
+
 @task(name="write eager", task_run_name="write eager variables", **_RETRY)
 def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> ForkSession:
     """Write the in-memory variables (coordinates) into the metadata fork.

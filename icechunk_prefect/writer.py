@@ -42,6 +42,13 @@ from icechunk_prefect.caching import (
     snapshot_identity,
     write_scope,
 )
+from icechunk_prefect.core.arrays import (
+    arrays_dataset,
+    check_counts,
+    common_group,
+    region_text,
+    source_bytes,
+)
 from icechunk_prefect.core.checks import Check, expected_schema
 from icechunk_prefect.core.datasets import as_dataset, subset_variables
 from icechunk_prefect.core.integrity import fork_problem, written_chunks
@@ -61,7 +68,7 @@ from icechunk_prefect.core.validation import (
     resolve_mode,
 )
 from icechunk_prefect.reporting.progress import log_discarded, log_plan, track_progress
-from icechunk_prefect.reporting.publish import report_writer_commit
+from icechunk_prefect.reporting.publish import publish_commit, report_writer_commit
 from icechunk_prefect.runtime import flow_dask_client, flow_run_metadata
 from icechunk_prefect.storage.local import RepositorySource
 from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
@@ -72,6 +79,7 @@ from icechunk_prefect.tasks import (
     check_reused_task,
     commit_task,
     merge_task,
+    plan_arrays_task,
     validate_task,
     write_eager_task,
     write_lazy_graph_task,
@@ -81,6 +89,7 @@ from icechunk_prefect.tasks import (
 from icechunk_prefect.testing import faults
 
 __all__ = [
+    "FlowArrayWriter",
     "FlowDatasetWriter",
 ]
 
@@ -424,7 +433,7 @@ class FlowDatasetWriter:
         self._merged = validate_task(
             merged,
             covered,
-            expected_schema(self._ds, self.encoding),
+            self._schema(),
             list(self.checks if checks is None else checks),
         )
         self._validated = True
@@ -461,8 +470,16 @@ class FlowDatasetWriter:
             metadata=meta,
             seconds=time.monotonic() - self._started,
         )
-        report_writer_commit(self._source, result, message, self._ds)
+        self._report(result, message)
         return result
+
+    def _schema(self) -> dict[str, Any]:
+        """What the validation gate expects the store to show (from the dataset)."""
+        return expected_schema(self._ds, self.encoding)
+
+    def _report(self, result: WriteResult, message: str) -> None:
+        """Publish the commit (summary artifact, event, asset)."""
+        report_writer_commit(self._source, result, message, self._ds)
 
     def _cached(self, task: Any, policy: Any) -> Any:
         """``task`` with its results persisted under ``policy`` (when resuming)."""
@@ -518,3 +535,100 @@ def _default_in_flight() -> int:
     except Exception:  # pragma: no cover - a cluster that cannot be asked
         threads = 0
     return max(2, min(64, 2 * threads))
+
+
+@dataclass
+class FlowArrayWriter(FlowDatasetWriter):
+    """:class:`FlowDatasetWriter`'s steps for plain dask arrays into existing Zarr arrays
+    (what the ``store_dask`` flow runs): the same partition tasks, merge, validation
+    gate (every planned chunk written), commit and resume; the first step plans
+    instead of writing metadata (:func:`~icechunk_prefect.tasks.plan_arrays_task`).
+
+    Build it with :meth:`for_arrays`. Partitions cut along axis 0 of every target
+    (``partition_size`` positions); ``partitioned=False`` runs one whole-graph write
+    (``icechunk.dask.store_dask`` on the cluster).
+
+    Example:
+        ```python
+        import dask.array as da, icechunk, zarr
+        from prefect import flow
+        from icechunk_prefect import IcechunkDaskTaskRunner
+        from icechunk_prefect.writer import FlowArrayWriter
+
+        storage = icechunk.local_filesystem_storage("/tmp/doc-array-writer")
+        repo = icechunk.Repository.create(storage)
+        session = repo.writable_session("main")
+        zarr.create_array(session.store, name="a", shape=(8, 4), chunks=(2, 4), dtype="f8")
+        session.commit("create a")
+
+        @flow(task_runner=IcechunkDaskTaskRunner(cluster_kwargs={"n_workers": 1}))
+        def fill() -> str:
+            writer = FlowArrayWriter.for_arrays(
+                [da.ones((8, 4), chunks=(4, 4))], ["a"], "/tmp/doc-array-writer", partition_size=4
+            )
+            writer.write_metadata()
+            writer.write_lazy()
+            writer.merge()
+            return writer.commit("fill a").snapshot_id
+
+        print(fill())
+        ```
+    """
+
+    targets: tuple[str, ...] = ()
+    regions: Sequence[Sequence[slice]] | None = None
+
+    @classmethod
+    def for_arrays(
+        cls,
+        sources: Sequence[Any],
+        targets: Sequence[str],
+        repo: RepositoryLike,
+        *,
+        regions: Sequence[Sequence[slice]] | None = None,
+        **kwargs: Any,
+    ) -> FlowArrayWriter:
+        """A writer of ``sources[i]`` into array ``targets[i]`` (at ``regions[i]``, default
+        the whole array); ``kwargs`` are :class:`FlowDatasetWriter`'s (``branch``,
+        ``partitioned``, ``partition_size``, ``split_every``, ``resume``, ...)."""
+        check_counts(sources, targets, regions)
+        return cls(
+            arrays_dataset(sources, targets),
+            repo,
+            targets=tuple(targets),
+            regions=regions,
+            **kwargs,
+        )
+
+    def write_metadata(self) -> ForkSession:
+        """Fork a clean session and plan the write (a task); nothing is written."""
+        fork, plan = plan_arrays_task(
+            self._source,
+            self.branch,
+            [self._ds.variables[t].data for t in self.targets],
+            list(self.targets),
+            self.regions,
+            partitioned=self.partitioned,
+            partition_size=self.partition_size,
+        )
+        self.fork, self.plan = fork, plan
+        log_plan(self.branch, plan)
+        return fork
+
+    def _schema(self) -> dict[str, Any]:
+        return {}  # existing arrays: only coverage is checked (by the plan's dimensions)
+
+    def _report(self, result: WriteResult, message: str) -> None:
+        plan = result.plan
+        publish_commit(
+            self._source,
+            result.branch,
+            result.snapshot_id,
+            message=message,
+            variables=list(self.targets),
+            region=region_text(plan),
+            partitions=len(plan.partitions) or 1,
+            bytes_written=source_bytes(self._ds),
+            seconds=result.seconds,
+            group=common_group(self.targets),
+        )

@@ -4,6 +4,7 @@
 - :mod:`~icechunk_prefect.core.planning`: the write plan, regions, chunk-aligned partitions
 - :mod:`~icechunk_prefect.core.validation`: bad input refused before anything is written
 - :mod:`~icechunk_prefect.core.steps`: the steps (metadata, eager, partitions, whole graph)
+- :mod:`~icechunk_prefect.core.arrays`: plain dask arrays into existing Zarr arrays (``store_dask``)
 - :mod:`~icechunk_prefect.core.sessions`: merging forks and committing once
 - :mod:`~icechunk_prefect.core.integrity`: what a fork wrote, and whether it is still readable
 - :mod:`~icechunk_prefect.core.checks`: the validation gate before the commit

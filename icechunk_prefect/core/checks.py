@@ -124,7 +124,9 @@ def coverage_problems(ctx: CheckContext) -> list[str]:
         if arr.ndim == 0:
             continue
         # The dimensions from the expected schema, else as stored (Zarr dimension names).
-        dims = ctx.schema[name].dims if name in ctx.schema else stored_dims(arr)
+        dims = plan.dims.get(name) or (
+            ctx.schema[name].dims if name in ctx.schema else stored_dims(arr)
+        )
         if dims is None or any(d not in plan.region for d in dims):
             continue
         region = [plan.region[d] for d in dims]

@@ -53,6 +53,9 @@ class Partition:
     source: Mapping[str, slice]
     target: Mapping[str, slice]
     label: str
+    arrays: bool = False
+    """The variables are plain Zarr arrays written by region (``store_dask``, see
+    :mod:`icechunk_prefect.core.arrays`), not a Dataset's variables written by ``to_zarr``."""
 
     @property
     def key(self) -> str:
@@ -78,6 +81,9 @@ class WritePlan:
     partitions: tuple[Partition, ...]
     base_snapshot: str
     skip_eager: tuple[str, ...] = field(default=())
+    dims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Plain-array writes: each array's dimensions in ``region`` (see
+    :mod:`icechunk_prefect.core.arrays`); empty for a Dataset."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (for commit metadata and artifacts)."""

@@ -34,6 +34,7 @@ import zarr.errors
 from icechunk.session import ForkSession
 from icechunk.xarray import to_icechunk
 
+from icechunk_prefect.core import arrays
 from icechunk_prefect.core.cluster import cluster_watchdog, inside_dask_worker
 from icechunk_prefect.core.datasets import (
     eager_variables,
@@ -588,6 +589,9 @@ def _write_partition_here(
     fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
 ) -> ForkSession:
     """Write the partition on this process's threads (see :func:`write_partition`)."""
+    if partition.arrays:
+        with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
+            return arrays.write_block(fork, dataset, partition)
     with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
         for name in partition.variables:
             sub = subset_variables(dataset, [name])
@@ -641,6 +645,8 @@ def write_lazy_graph(
         else contextlib.nullcontext()
     )
     with watched, _cluster(client):
+        if plan.dims:  # plain arrays (store_dask)
+            return arrays.write_graph(fork, dataset, plan, split_every)
         to_icechunk(
             sub,
             fork,
