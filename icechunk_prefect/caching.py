@@ -45,6 +45,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.utilities.hashing import hash_objects
 
 from icechunk_prefect.core.planning import Partition, array_path
+from icechunk_prefect.core.spec import WriteSpec
 from icechunk_prefect.storage.resolve import resolve_repository
 
 __all__ = [
@@ -174,7 +175,8 @@ class MetadataCachePolicy(CachePolicy):
         except Exception:
             return None  # nothing to resume from
         ds = inputs["dataset"]
-        args = {k: repr(inputs.get(k)) for k in ("group", "mode", "append_dim", "region")}
+        spec: WriteSpec = inputs.get("spec") or WriteSpec()
+        args = {k: repr(getattr(spec, k)) for k in ("group", "mode", "append_dim", "region")}
         return hash_objects(
             "metadata",
             source.describe(),
@@ -183,7 +185,7 @@ class MetadataCachePolicy(CachePolicy):
             tokenize(ds),
             schema_fingerprint(ds),
             args,
-            tokenize(inputs.get("encoding")),
+            tokenize(spec.encoding),
             _task_source(task_ctx, inputs, flow_parameters),
             _code_token(steps.write_metadata),
             raise_on_failure=True,
@@ -249,7 +251,7 @@ class WriteCachePolicy(CachePolicy):
         group = inputs.get("group") if partition is not None else getattr(plan, "group", None)
         names = partition.variables if partition is not None else tuple(map(str, ds.variables))
         where = partition.key if partition is not None else repr(getattr(plan, "region", None))
-        extra = {k: repr(inputs.get(k)) for k in ("split_every", "safe_chunks", "align_chunks")}
+        extra = {"split_every": repr(inputs.get("split_every"))}
         return hash_objects(
             "write",
             scope,

@@ -22,7 +22,7 @@ from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
     WriteResult,
 )
-from icechunk_prefect.core.validation import WriteMode
+from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.runtime import IcechunkDaskTaskRunner
 from icechunk_prefect.serialization import register_parameter_encoders
 from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository

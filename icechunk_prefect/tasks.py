@@ -12,6 +12,7 @@ Example:
     from prefect import flow
     from icechunk_prefect.core.checks import expected_schema
     from icechunk_prefect.core.datasets import subset_variables
+    from icechunk_prefect.core.spec import WriteSpec
     from icechunk_prefect.core.steps import plan_write
     from icechunk_prefect.tasks import (
         commit_task, merge_task, validate_task, write_eager_task, write_metadata_task,
@@ -21,8 +22,9 @@ Example:
     @flow
     def by_hand(path: str) -> str:
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
-        fork = write_metadata_task(path, "main", ds, mode="w")
-        plan = plan_write(fork, ds, mode="w", partition_size=4)
+        spec = WriteSpec(mode="w", partition_size=4)
+        fork = write_metadata_task(path, "main", ds, spec)
+        plan = plan_write(fork, ds, spec)
         fork = write_eager_task(fork, subset_variables(ds, plan.eager), plan)
         blocks = [subset_variables(ds, p.variables).isel(p.source) for p in plan.partitions]
         done = write_partitions_task(fork.fork(), blocks, plan.partitions)
@@ -50,7 +52,7 @@ from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
 from icechunk_prefect.core import checks as checks_mod
 from icechunk_prefect.core import integrity, sessions, steps
 from icechunk_prefect.core.planning import Partition, WritePlan
-from icechunk_prefect.core.validation import WriteMode
+from icechunk_prefect.core.spec import WriteSpec
 from icechunk_prefect.errors import IcechunkPrefectError
 from icechunk_prefect.runtime import flow_dask_client
 from icechunk_prefect.storage.resolve import RepositoryLike
@@ -106,39 +108,28 @@ def write_metadata_task(
     repo: RepositoryLike,
     branch: str,
     dataset: xr.Dataset,
-    group: str | None = None,
-    mode: WriteMode | None = None,
-    append_dim: str | None = None,
-    region: Mapping[str, slice | str] | str | None = None,
-    encoding: Mapping[str, Any] | None = None,
+    spec: WriteSpec | None = None,
 ) -> ForkSession:
-    """Create or resize arrays and write attributes in a fork of a clean session.
+    """Create or resize arrays and write attributes in a fork of a clean session (see
+    :func:`icechunk_prefect.core.steps.write_metadata`; the write's options: ``spec``).
 
     Example:
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.tasks import write_metadata_task
 
         @flow
         def init() -> str:
             ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
-            fork = write_metadata_task("/tmp/doc-task-repo", "main", ds, mode="w")
+            fork = write_metadata_task("/tmp/doc-task-repo", "main", ds, WriteSpec(mode="w"))
             return fork.snapshot_id
 
         print(init())  # the snapshot the fork started from
         ```
     """
-    return steps.write_metadata(
-        repo,
-        branch,
-        dataset,
-        group=group,
-        mode=mode,
-        append_dim=append_dim,
-        region=region,
-        encoding=encoding,
-    )
+    return steps.write_metadata(repo, branch, dataset, spec)
 
 
 @task(name="plan arrays", task_run_name="plan arrays {branch}", **_RETRY)
@@ -182,7 +173,13 @@ def plan_arrays_task(
 
     fork = resolve_repository(repo).open_repository().writable_session(branch).fork()
     plan = plan_arrays(
-        fork, sources, targets, regions, partitioned=partitioned, partition_size=partition_size
+        fork,
+        sources,
+        targets,
+        regions,
+        partitioned=partitioned,
+        partition_size=partition_size,
+        branch=branch,
     )
     return fork, plan
 
@@ -195,15 +192,17 @@ def write_eager_task(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) ->
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import write_eager_task, write_metadata_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def eager() -> None:
-            fork = write_metadata_task("/tmp/doc-eager-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w")
+            fork = write_metadata_task("/tmp/doc-eager-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             fork = write_eager_task(fork, ds.drop_vars("t"), plan)
             assert fork.status().updated_chunks["/x"]  # the coordinate's chunks
 
@@ -233,15 +232,17 @@ def write_partition_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import write_metadata_task, write_partition_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def one_partition() -> list[list[int]]:
-            fork = write_metadata_task("/tmp/doc-partition-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            fork = write_metadata_task("/tmp/doc-partition-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             first = plan.partitions[0]
             written = write_partition_task(fork.fork(), ds[["t"]].isel(first.source), first)
             return written.status().updated_chunks["/t"]
@@ -297,15 +298,17 @@ def write_partitions_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import write_metadata_task, write_partitions_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def all_partitions() -> int:
-            fork = write_metadata_task("/tmp/doc-partitions-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            fork = write_metadata_task("/tmp/doc-partitions-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             blocks = [ds[["t"]].isel(p.source) for p in plan.partitions]
             done = write_partitions_task(fork.fork(), blocks, plan.partitions, label="all")
             return done.written  # done.fork holds every partition's chunks
@@ -398,8 +401,6 @@ def write_lazy_graph_task(
     dataset: xr.Dataset,
     plan: WritePlan,
     split_every: int | None = None,
-    safe_chunks: bool = True,
-    align_chunks: bool = False,
     cache_scope: str | None = None,
     cluster_timeout: float | None = None,
 ) -> ForkSession:
@@ -411,15 +412,17 @@ def write_lazy_graph_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import write_lazy_graph_task, write_metadata_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def whole_graph() -> list[list[int]]:
-            fork = write_metadata_task("/tmp/doc-graph-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w")
+            fork = write_metadata_task("/tmp/doc-graph-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             written = write_lazy_graph_task(fork.fork(), ds[["t"]], plan)
             return sorted(written.status().updated_chunks["/t"])
 
@@ -431,8 +434,6 @@ def write_lazy_graph_task(
         dataset,
         plan,
         split_every=split_every,
-        safe_chunks=safe_chunks,
-        align_chunks=align_chunks,
         client=flow_dask_client(),
         cluster_timeout=cluster_timeout,
     )
@@ -448,15 +449,17 @@ def merge_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import merge_task, write_metadata_task, write_partition_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def merged_partitions() -> int:
-            fork = write_metadata_task("/tmp/doc-merge-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w", partition_size=4)
+            fork = write_metadata_task("/tmp/doc-merge-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             forks = [
                 write_partition_task(fork.fork(), ds[["t"]].isel(p.source), p)
                 for p in plan.partitions
@@ -491,15 +494,17 @@ def commit_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import commit_task, write_metadata_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def metadata_only(path: str) -> str:
-            fork = write_metadata_task(path, "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w")
+            fork = write_metadata_task(path, "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             return commit_task(path, "main", fork, "arrays only", base_snapshot=plan.base_snapshot)
 
         snapshot = metadata_only("/tmp/doc-commit-task")
@@ -535,17 +540,19 @@ def validate_task(
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import validate_task, write_metadata_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         from icechunk_prefect.errors import CheckFailedError
 
         @flow
         def gate() -> str:
-            fork = write_metadata_task("/tmp/doc-validate-task", "main", ds, mode="w")
-            plan = plan_write(fork, ds, mode="w")
+            fork = write_metadata_task("/tmp/doc-validate-task", "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
             try:
                 validate_task(fork, plan)  # nothing of "t" was written yet
             except CheckFailedError as exc:
@@ -570,14 +577,16 @@ def check_reused_task(forks: Sequence[ForkSession], label: str = "") -> list[str
         ```python
         import numpy as np, xarray as xr
         from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write
         from icechunk_prefect.tasks import check_reused_task, write_metadata_task
 
         ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
 
         @flow
         def reusable() -> list[str | None]:
-            fork = write_metadata_task("/tmp/doc-check-task", "main", ds, mode="w")
+            fork = write_metadata_task("/tmp/doc-check-task", "main", ds, spec)
             return check_reused_task([fork], label="1 fork")
 
         assert reusable() == [None]  # its snapshot and chunks can all be read

@@ -60,9 +60,9 @@ from icechunk_prefect.core.planning import (
     WriteResult,
 )
 from icechunk_prefect.core.sessions import idempotency_key, tree_groups
+from icechunk_prefect.core.spec import WriteMode, WriteSpec
 from icechunk_prefect.core.steps import plan_write
 from icechunk_prefect.core.validation import (
-    WriteMode,
     check_input,
     creates_repository,
     resolve_mode,
@@ -171,6 +171,8 @@ class FlowDatasetWriter:
     cluster_timeout: float | None = None
     partitions_per_task: int | None = None
 
+    spec: WriteSpec = field(init=False)
+    """The write's options as one value (from the arguments above), passed to the steps."""
     fork: ForkSession | None = field(default=None, init=False, repr=False)
     plan: WritePlan | None = field(default=None, init=False)
     _ds: xr.Dataset = field(init=False, repr=False)
@@ -192,6 +194,19 @@ class FlowDatasetWriter:
         self._ds = as_dataset(self.dataset)
         self._source = resolve_repository(self.repo)
         resolve_mode(self.mode, self.append_dim, self.region)
+        self.spec = WriteSpec(
+            group=self.group,
+            mode=self.mode,
+            append_dim=self.append_dim,
+            region=self.region,
+            encoding=self.encoding,
+            safe_chunks=self.safe_chunks,
+            align_chunks=self.align_chunks,
+            partition_dim=self.partition_dim,
+            partition_size=self.partition_size,
+            target_partition_bytes=self.target_partition_bytes,
+            split_every=self.split_every,
+        )
 
     @property
     def store(self) -> Any:
@@ -217,11 +232,7 @@ class FlowDatasetWriter:
             "repo": self._source,
             "branch": self.branch,
             "dataset": self._ds,
-            "group": self.group,
-            "mode": self.mode,
-            "append_dim": self.append_dim,
-            "region": self.region,
-            "encoding": self.encoding,
+            "spec": self.spec,
         }
         task = self._cached(write_metadata_task, METADATA_CACHE_POLICY)
         state = task(**call, return_state=True)
@@ -234,19 +245,7 @@ class FlowDatasetWriter:
                 log_discarded("write metadata", problem)
                 fork = task.with_options(refresh_cache=True)(**call)
         self.fork = fork
-        self.plan = plan_write(
-            fork,
-            self._ds,
-            group=self.group,
-            mode=self.mode,
-            append_dim=self.append_dim,
-            region=self.region,
-            partition_dim=self.partition_dim,
-            partition_size=self.partition_size,
-            target_partition_bytes=self.target_partition_bytes,
-            safe_chunks=self.safe_chunks,
-            align_chunks=self.align_chunks,
-        )
+        self.plan = plan_write(fork, self._ds, self.spec)
         log_plan(self.branch, self.plan)
         return fork
 
@@ -321,8 +320,6 @@ class FlowDatasetWriter:
                         "dataset": subset_variables(self._ds, plan.lazy),
                         "plan": plan,
                         "split_every": self.split_every,
-                        "safe_chunks": self.safe_chunks,
-                        "align_chunks": self.align_chunks,
                         "cache_scope": scope,
                         "cluster_timeout": self.cluster_timeout,
                     },

@@ -13,6 +13,7 @@ import xarray as xr
 
 from icechunk_prefect import to_icechunk
 from icechunk_prefect.core.sessions import commit_fork
+from icechunk_prefect.core.spec import WriteSpec
 from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata, write_partition
 from icechunk_prefect.errors import (
     ChunkAlignmentError,
@@ -30,8 +31,9 @@ def base_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A repository holding small_dataset(periods=20) (written without Prefect)."""
     path = str(tmp_path_factory.mktemp("bad-input") / "repo")
     ds = small_dataset(periods=20)
-    fork = write_metadata(path, "main", ds, mode="w")
-    plan = plan_write(fork, ds, partition_size=10)
+    spec = WriteSpec(mode="w", partition_size=10)
+    fork = write_metadata(path, "main", ds, spec)
+    plan = plan_write(fork, ds, spec)
     fork = write_eager(fork, ds, plan)
     child = fork.fork()
     parts = [

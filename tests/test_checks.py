@@ -9,6 +9,7 @@ from prefect import flow
 
 from icechunk_prefect import FlowDatasetWriter, to_icechunk
 from icechunk_prefect.core.checks import CheckContext, VariableSchema, expected_schema, run_checks
+from icechunk_prefect.core.spec import WriteSpec
 from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata
 from icechunk_prefect.errors import CheckFailedError
 from tests.helpers import history, read_back, small_dataset
@@ -70,8 +71,9 @@ def test_lost_partition_caught_by_coverage(runner, repo_path):
 def test_schema_and_coverage_checks_without_prefect(tmp_path):
     ds = xr.Dataset({"t": (("x",), np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
     ds["t"].encoding["chunks"] = (4,)
-    fork = write_metadata(str(tmp_path / "r"), "main", ds, mode="w")
-    plan = plan_write(fork, ds)
+    spec = WriteSpec(mode="w")
+    fork = write_metadata(str(tmp_path / "r"), "main", ds, spec)
+    plan = plan_write(fork, ds, spec)
     fork = write_eager(fork, ds, plan)
     with pytest.raises(CheckFailedError) as info:
         run_checks(

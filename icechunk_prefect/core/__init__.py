@@ -2,6 +2,7 @@
 
 - :mod:`~icechunk_prefect.core.datasets`: what a Dataset holds (lazy or eager variables, sizes)
 - :mod:`~icechunk_prefect.core.planning`: the write plan, regions, chunk-aligned partitions
+- :mod:`~icechunk_prefect.core.spec`: the options of one write (``WriteSpec``)
 - :mod:`~icechunk_prefect.core.validation`: bad input refused before anything is written
 - :mod:`~icechunk_prefect.core.steps`: the steps (metadata, eager, partitions, whole graph)
 - :mod:`~icechunk_prefect.core.arrays`: plain dask arrays into existing Zarr arrays (``store_dask``)

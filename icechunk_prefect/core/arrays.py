@@ -121,8 +121,10 @@ def plan_arrays(
     *,
     partitioned: bool = True,
     partition_size: int | None = None,
+    branch: str = "main",
 ) -> WritePlan:
-    """Map ``sources`` onto the existing arrays ``targets`` of ``fork``, and split them.
+    """Map ``sources`` onto the existing arrays ``targets`` of ``fork`` (a fork of
+    ``branch``), and split them.
 
     Refuses (before anything is written) a source count that differs from the
     targets', a missing target, a region outside its target or of the wrong size,
@@ -137,7 +139,7 @@ def plan_arrays(
             arrays.append(zarr.open_array(fork.store, path=path, mode="r"))
         except (FileNotFoundError, KeyError) as exc:
             raise InputValidationError(
-                f"Target array {path!r} does not exist on the branch; create it first."
+                f"Target array {path!r} does not exist on branch {branch!r}; create it first."
             ) from exc
     shapes = [tuple(a.shape) for a in arrays]
     units = [tuple(a.shards or a.chunks) for a in arrays]

@@ -195,11 +195,13 @@ def run_checks(
         ```python
         import numpy as np, xarray as xr
         from icechunk_prefect.core.checks import expected_schema, run_checks
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import plan_write, write_eager, write_metadata
 
         ds = xr.Dataset({"t": ("x", np.arange(4.0))}, coords={"x": np.arange(4)})
-        fork = write_metadata("/tmp/doc-checks-repo", "main", ds, mode="w")
-        plan = plan_write(fork, ds)
+        spec = WriteSpec(mode="w")
+        fork = write_metadata("/tmp/doc-checks-repo", "main", ds, spec)
+        plan = plan_write(fork, ds, spec)
         fork = write_eager(fork, ds, plan)
         run_checks(fork, plan, expected_schema(ds), [lambda ctx: "x" in ctx.group])
         ```

@@ -44,7 +44,6 @@ from icechunk_prefect.core.datasets import (
 )
 from icechunk_prefect.core.integrity import chunk_counts
 from icechunk_prefect.core.planning import (
-    DEFAULT_PARTITION_BYTES,
     Partition,
     WritePlan,
     check_dask_chunks,
@@ -54,8 +53,8 @@ from icechunk_prefect.core.planning import (
     resolve_region,
     stored_chunking,
 )
+from icechunk_prefect.core.spec import WriteSpec
 from icechunk_prefect.core.validation import (
-    WriteMode,
     check_index_matches,
     check_input,
     check_like_to_zarr,
@@ -87,14 +86,11 @@ def write_metadata(
     repo: RepositoryLike,
     branch: str,
     dataset: xr.Dataset,
-    *,
-    group: str | None = None,
-    mode: WriteMode | None = None,
-    append_dim: str | None = None,
-    region: Mapping[str, slice | str] | str | None = None,
-    encoding: Mapping[str, Any] | None = None,
+    spec: WriteSpec | None = None,
 ) -> ForkSession:
-    """Create or resize the arrays and write attributes in a fork of a clean session.
+    """Create or resize the arrays and write attributes in a fork of a clean session
+    (where and how: ``spec``'s ``group``, ``mode``, ``append_dim``, ``region`` and
+    ``encoding``).
 
     Nothing is written for any chunk of any non-scalar array. Returns the fork,
     whose ``snapshot_id`` is the branch tip this run builds on.
@@ -102,12 +98,16 @@ def write_metadata(
     Example:
         ```python
         import numpy as np, xarray as xr
+        from icechunk_prefect.core.spec import WriteSpec
         from icechunk_prefect.core.steps import write_metadata
 
         ds = xr.Dataset({"t": ("x", np.arange(4.0))}).chunk(x=2)
-        fork = write_metadata("/tmp/doc-meta-repo", "main", ds, mode="w")
+        fork = write_metadata("/tmp/doc-meta-repo", "main", ds, WriteSpec(mode="w"))
         ```
     """
+    spec = spec or WriteSpec()
+    group, mode, append_dim = spec.group, spec.mode, spec.append_dim
+    region, encoding = spec.region, spec.encoding
     concrete = resolve_mode(mode, append_dim, region)
     check_input(dataset, append_dim=append_dim, encoding=encoding)
     repository = open_repository(repo, create=creates_repository(concrete, append_dim))
@@ -168,27 +168,18 @@ def write_metadata(
     return fork
 
 
-def plan_write(
-    fork: ForkSession,
-    dataset: xr.Dataset,
-    *,
-    group: str | None = None,
-    mode: WriteMode | None = None,
-    append_dim: str | None = None,
-    region: Mapping[str, slice | str] | str | None = None,
-    partition_dim: str | None = None,
-    partition_size: int | None = None,
-    target_partition_bytes: int = DEFAULT_PARTITION_BYTES,
-    safe_chunks: bool = True,
-    align_chunks: bool = False,
-) -> WritePlan:
-    """Map ``dataset`` onto the store the metadata fork describes, and split it.
+def plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec | None = None) -> WritePlan:
+    """Map ``dataset`` onto the store the metadata fork describes, and split it (by
+    ``spec``: the same spec as the metadata step's).
 
     Raises :class:`~icechunk_prefect.errors.ChunkAlignmentError` when
     ``safe_chunks`` is on (and ``align_chunks`` off) and a dask chunk boundary falls
     inside a Zarr chunk, or, in mode ``'r+'`` (the default with a region), the region
     starts or ends inside one (as ``to_zarr`` refuses these).
     """
+    spec = spec or WriteSpec()
+    group, mode, append_dim, region = spec.group, spec.mode, spec.append_dim, spec.region
+    safe_chunks, align_chunks = spec.safe_chunks, spec.align_chunks
     grp = open_group(fork.store, group)
     if grp is None:
         raise ConfigurationError(f"Group {group or '/'!r} is missing after the metadata step.")
@@ -247,9 +238,9 @@ def plan_write(
         grp,
         full,
         variables=lazy,
-        partition_dim=partition_dim or append_dim,
-        partition_size=partition_size,
-        target_partition_bytes=target_partition_bytes,
+        partition_dim=spec.partition_dim or append_dim,
+        partition_size=spec.partition_size,
+        target_partition_bytes=spec.target_partition_bytes,
     )
     return WritePlan(
         group=group,
@@ -615,8 +606,6 @@ def write_lazy_graph(
     plan: WritePlan,
     *,
     split_every: int | None = None,
-    safe_chunks: bool = True,
-    align_chunks: bool = False,
     client: Any | None = None,
     cluster_timeout: float | None = None,
 ) -> ForkSession:
@@ -627,8 +616,8 @@ def write_lazy_graph(
     task secedes (``distributed.worker_client``) so the graph runs on the same
     cluster without holding a worker thread.
 
-    ``safe_chunks`` and ``align_chunks`` were applied by :func:`plan_write`, which
-    refuses what they refuse. The graph itself is always aligned onto the Zarr
+    The spec's ``safe_chunks`` and ``align_chunks`` were applied by :func:`plan_write`,
+    which refuses what they refuse. The graph itself is always aligned onto the Zarr
     chunks: misaligned chunks that were allowed (``safe_chunks=False``) would
     otherwise have two dask tasks write one chunk from two forks (one write lost at
     the merge), and a region starting inside a chunk (allowed with mode ``'a'``)
@@ -636,7 +625,6 @@ def write_lazy_graph(
     A cluster that cannot run the graph for ``cluster_timeout`` seconds ends the
     wait as :func:`write_partition` does.
     """
-    del safe_chunks, align_chunks  # checked in plan_write (see above)
     sub = subset_variables(dataset, plan.lazy)
     client = _cluster_client(client)
     watched = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Hashable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -19,6 +19,7 @@ import zarr
 import zarr.errors
 from icechunk.session import ForkSession
 
+from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.errors import (
     DuplicateStepsError,
     IcechunkPrefectError,
@@ -28,7 +29,6 @@ from icechunk_prefect.errors import (
 )
 
 __all__ = [
-    "WriteMode",
     "check_index_matches",
     "check_input",
     "check_like_to_zarr",
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-WriteMode = Literal["w", "w-", "a", "a-", "r+"]
 _MODES: tuple[WriteMode, ...] = ("w", "w-", "a", "a-", "r+")
 
 
