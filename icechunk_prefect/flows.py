@@ -20,7 +20,6 @@ from icechunk_prefect.core import metadata
 from icechunk_prefect.core.checks import Check
 from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
-    WriteResult,
 )
 from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.runtime import IcechunkDaskTaskRunner
@@ -138,17 +137,8 @@ def to_icechunk(
             repo=resolve_repository(repo).describe(),
         ),
     )
-    result = _run(writer, message, commit_metadata)
+    result = writer.run(message, commit_metadata)
     return result.snapshot_id
-
-
-def _run(writer: FlowDatasetWriter, message: str, extra: Mapping[str, Any] | None) -> WriteResult:
-    # Each step logs one line; commit() publishes the summary artifact and the commit event.
-    writer.write_metadata()
-    writer.write_eager()
-    writer.write_lazy()
-    writer.merge()
-    return writer.commit(message, extra)
 
 
 @flow(
@@ -173,8 +163,7 @@ def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
         snapshot = finish_write(writer, "two flows")
         ```
     """
-    writer.write_metadata()
-    writer.write_eager()
+    writer.prepare()
     return writer
 
 
@@ -196,9 +185,7 @@ def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-
         snapshot = finish_write(writer, "the second half")
         ```
     """
-    writer.write_lazy()
-    writer.merge()
-    return writer.commit(message).snapshot_id
+    return writer.finish(message).snapshot_id
 
 
 # ---------------------------------------------------------------- store_dask
@@ -270,4 +257,4 @@ def store_dask(
             repo=resolve_repository(repo).describe(),
         ),
     )
-    return _run(writer, message, commit_metadata).snapshot_id
+    return writer.run(message, commit_metadata).snapshot_id

@@ -2,7 +2,9 @@
 
 This is the Prefect counterpart of Icechunk's former "more control" writer:
 ``write_metadata()``, ``write_eager()``, then ``write_lazy()``, ``merge()`` and
-``commit()``. Each step is a Prefect task run (retried on its own) and keeps the
+``commit()`` (``prepare()`` and ``finish()`` are the two halves, ``run()`` the whole
+write: every flow of the package runs it, ``store_dask`` through
+:class:`FlowArrayWriter`). Each step is a Prefect task run (retried on its own) and keeps the
 resulting ``ForkSession``; the store can be inspected between steps through
 :attr:`FlowDatasetWriter.store`.
 
@@ -477,6 +479,39 @@ class FlowDatasetWriter:
     def _report(self, result: WriteResult, message: str) -> None:
         """Publish the commit (summary artifact, event, asset)."""
         report_writer_commit(self._source, result, message, self._ds)
+
+    def prepare(self) -> ForkSession:
+        """The first half of the write: :meth:`write_metadata`, then :meth:`write_eager`.
+        Nothing is committed; the store can be inspected (:attr:`store`)."""
+        self.write_metadata()
+        return self.write_eager()
+
+    def finish(
+        self,
+        message: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        write_data: bool = True,
+    ) -> WriteResult:
+        """The second half: :meth:`write_lazy` (unless ``write_data`` is off: a
+        metadata-only write), :meth:`merge`, then :meth:`commit`."""
+        if write_data:
+            self.write_lazy()
+        self.merge()
+        return self.commit(message, metadata)
+
+    def run(
+        self,
+        message: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        write_data: bool = True,
+    ) -> WriteResult:
+        """The whole write, every step in order (what the flows run): :meth:`prepare`,
+        then :meth:`finish`. Each step logs one line; the commit publishes the summary
+        artifact, the commit event and the asset."""
+        self.prepare()
+        return self.finish(message, metadata, write_data=write_data)
 
     def _cached(self, task: Any, policy: Any) -> Any:
         """``task`` with its results persisted under ``policy`` (when resuming)."""

@@ -108,12 +108,7 @@ def write_window(
         align_chunks=align_chunks,
         parameters=dict(parameters or {}),
     )
-    writer.write_metadata()
-    writer.write_eager()
-    if write_data:
-        writer.write_lazy()
-    writer.merge()
-    result = writer.commit(message, commit_metadata)
+    result = writer.run(message, commit_metadata, write_data=write_data)
     get_run_logger().info(
         "committed %s on %s: %d partition(s), region %s",
         result.snapshot_id,
