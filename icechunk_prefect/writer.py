@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import xarray as xr
@@ -196,19 +196,8 @@ class FlowDatasetWriter:
         self._ds = as_dataset(self.dataset)
         self._source = resolve_repository(self.repo)
         resolve_mode(self.mode, self.append_dim, self.region)
-        self.spec = WriteSpec(
-            group=self.group,
-            mode=self.mode,
-            append_dim=self.append_dim,
-            region=self.region,
-            encoding=self.encoding,
-            safe_chunks=self.safe_chunks,
-            align_chunks=self.align_chunks,
-            partition_dim=self.partition_dim,
-            partition_size=self.partition_size,
-            target_partition_bytes=self.target_partition_bytes,
-            split_every=self.split_every,
-        )
+        # The writer's option fields are the spec's, by name: the spec is built from them.
+        self.spec = WriteSpec(**{f.name: getattr(self, f.name) for f in fields(WriteSpec)})
 
     @property
     def store(self) -> Any:
@@ -321,7 +310,7 @@ class FlowDatasetWriter:
                         "fork": child,
                         "dataset": subset_variables(self._ds, plan.lazy),
                         "plan": plan,
-                        "split_every": self.split_every,
+                        "split_every": self.spec.split_every,
                         "cache_scope": scope,
                         "cluster_timeout": self.cluster_timeout,
                     },

@@ -73,8 +73,8 @@ def check_counts(
 
 
 def arrays_dataset(sources: Sequence[da.Array], targets: Sequence[str]) -> xr.Dataset:
-    """``sources`` as one Dataset: variable ``targets[i]`` holds ``sources[i]``."""
-    check_counts(sources, targets)
+    """``sources`` as one Dataset: variable ``targets[i]`` holds ``sources[i]`` (one
+    target per source: see :func:`check_counts`)."""
     return xr.Dataset(
         {t: (array_dims(t, s.ndim), s) for s, t in zip(sources, targets, strict=True)}
     )

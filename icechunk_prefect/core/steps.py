@@ -580,10 +580,9 @@ def _write_partition_here(
     fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
 ) -> ForkSession:
     """Write the partition on this process's threads (see :func:`write_partition`)."""
-    if partition.arrays:
-        with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
-            return arrays.write_block(fork, dataset, partition)
     with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
+        if partition.arrays:  # plain Zarr arrays (store_dask): by region, through Zarr
+            return arrays.write_block(fork, dataset, partition)
         for name in partition.variables:
             sub = subset_variables(dataset, [name])
             if not _streamable(fork, group, name, sub.variables[name], partition.target):
