@@ -1,28 +1,32 @@
 """Cache keys that let a new run of a failed write skip the steps it already did (resume).
 
-A write persists two kinds of task results (pickled ``ForkSession`` objects) in a
-result storage shared by the flow process and the Dask workers:
+A write persists two kinds of task results in a result storage shared by the
+flow process and the Dask workers:
 
 - the **metadata fork** (arrays created or resized), keyed on the repository,
   the branch, the branch's *tip* when the step runs (its id and the time it was
   written, see :func:`snapshot_identity`), a fingerprint of the whole
   dataset (schema and data tokens), the write's parameters and the code;
-- each **partition fork**, keyed on a *scope* computed by the writer (repository,
-  branch, the metadata fork's ``snapshot_id``, i.e. the tip the run started from,
-  and the dataset's schema), the partition's target region, a fingerprint of the
-  partition's source block (``dask.base.tokenize``), the Icechunk node ids of the
-  arrays it writes, and the code.
+- each **partition fork**, persisted as a :class:`PersistedFork` (the fork and
+  the commit it was written on, its *base*) and keyed on a *scope* computed by the
+  writer (repository, branch and the dataset's schema), the partition's target
+  region, a fingerprint of the partition's source block (``dask.base.tokenize``),
+  the Icechunk node ids of the arrays it writes, and the code.
 
-Why the node ids: a partition fork from a failed run is a fork of *that* run's
-child fork, and its chunk writes refer to arrays by node id. Arrays created by a
-re-run of the metadata step get new node ids, so a partition fork cached against
-the old arrays must not be merged: its key differs and it is recomputed. When the
-metadata fork comes from the cache too (same tip, same dataset), the node ids
-agree and the partition forks from the failed run merge correctly (verified by
-``tests/test_resume.py``).
+The partition key holds no branch tip: a re-run after other commits (an append
+landed meanwhile) finds the partitions its failed run wrote, and reuses each one
+whose chunks nobody changed since its base and whose arrays keep the layout it
+wrote into (:func:`~icechunk_prefect.core.rebase.stale_problem`: the diff the
+commit reads too); the others are written again. Forks are reused only when they
+can still be read, too (:func:`~icechunk_prefect.core.integrity.fork_problem`:
+garbage collection).
 
-When the branch moved, the tip differs: every key differs and nothing stale is
-reused. A key that cannot be computed (no repository yet, a dataset dask cannot
+Why the node ids: a partition fork refers to arrays by node id. Arrays created
+again (a re-run of a ``mode="w"`` write on another tip, a repository deleted and
+created again at the same place) get new, random node ids, so a partition fork
+written into the old arrays is never merged into the new ones: its key differs.
+
+A key that cannot be computed (no repository yet, a dataset dask cannot
 tokenize deterministically) means "do not cache", never "reuse".
 """
 
@@ -51,6 +55,7 @@ from icechunk_prefect.storage.resolve import resolve_repository
 __all__ = [
     "RESULT_STORAGE_ENV",
     "MetadataCachePolicy",
+    "PersistedFork",
     "ResultStorageLike",
     "WriteCachePolicy",
     "default_result_storage",
@@ -125,11 +130,19 @@ def snapshot_identity(repository: Any, snapshot_id: str) -> str:
     return f"{snapshot_id}@{info.written_at.isoformat()}"
 
 
-def write_scope(repo_description: str, branch: str, base_snapshot: str, ds: xr.Dataset) -> str:
-    """The part of every partition key shared by one write: where, from which tip
-    (``base_snapshot``: its :func:`snapshot_identity`), what."""
-    return tokenize("icechunk-prefect-scope", repo_description, branch, base_snapshot,
-                    schema_fingerprint(ds))  # fmt: skip
+def write_scope(repo_description: str, branch: str, ds: xr.Dataset) -> str:
+    """The part of every partition key shared by one write: where and what (not
+    from which tip: see the module doc)."""
+    return tokenize("icechunk-prefect-scope-2", repo_description, branch, schema_fingerprint(ds))
+
+
+@dataclass(frozen=True)
+class PersistedFork:
+    """A partition's fork as persisted for resume, with ``base``: the commit (branch
+    tip) it was written on, which a later run compares with its own tip."""
+
+    fork: ForkSession
+    base: str
 
 
 @cache
@@ -216,12 +229,14 @@ def partition_key(
 
 @dataclass
 class WriteCachePolicy(CachePolicy):
-    """Cache key for a lazy write (one partition, or the whole graph).
+    """Cache key for a lazy write (a batch of partitions, one partition, or the whole graph).
 
     Needs the ``cache_scope`` input (see :func:`write_scope`); without it there is no
     key. The key also holds the partition's region, the source block's dask token
     and the node ids of the arrays written, so a fork is reused only into the same
-    arrays of the same tip with the same data.
+    arrays with the same data. A batch's key holds no tip (its result records the
+    base its forks were written on; the writer checks them against its own); a
+    lone partition's or the whole graph's holds the ``base_snapshot`` input.
     """
 
     def compute_key(
@@ -251,7 +266,11 @@ class WriteCachePolicy(CachePolicy):
         group = inputs.get("group") if partition is not None else getattr(plan, "group", None)
         names = partition.variables if partition is not None else tuple(map(str, ds.variables))
         where = partition.key if partition is not None else repr(getattr(plan, "region", None))
-        extra = {"split_every": repr(inputs.get("split_every"))}
+        # A lone partition's or a whole graph's result records no base: key on it.
+        extra = {
+            "split_every": repr(inputs.get("split_every")),
+            "base": inputs.get("base_snapshot"),
+        }
         return hash_objects(
             "write",
             scope,

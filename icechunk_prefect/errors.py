@@ -86,7 +86,23 @@ class MaintenanceIncompleteError(IcechunkPrefectError):
 
 
 class CommitConflictError(IcechunkPrefectError):
-    """Another writer committed changes to the same chunks or arrays during this run."""
+    """Another writer committed changes to the same chunks or arrays during this run,
+    and this run cannot land on top of them (see ``docs/reliability.md``)."""
+
+
+class BranchMovedError(CommitConflictError):
+    """The branch moved during the run and the other commits wrote chunks this run
+    wrote too (and nothing else in common). The writer re-writes the partitions
+    holding those chunks on the new tip and commits again (bounded rounds); direct
+    callers of the commit get this error. ``collisions`` says what collided
+    (:class:`~icechunk_prefect.core.rebase.Collisions`)."""
+
+    def __init__(self, message: str, collisions: Any = None) -> None:
+        super().__init__(message)
+        self.collisions = collisions
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.collisions))
 
 
 class CheckFailedError(IcechunkPrefectError):
@@ -98,6 +114,7 @@ class NothingToCommitError(IcechunkPrefectError):
 
 
 __all__ = [
+    "BranchMovedError",
     "CheckFailedError",
     "ChunkAlignmentError",
     "ClusterUnavailableError",

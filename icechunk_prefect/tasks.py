@@ -52,8 +52,9 @@ from icechunk_prefect.caching import MetadataCachePolicy, WriteCachePolicy
 from icechunk_prefect.core import checks as checks_mod
 from icechunk_prefect.core import integrity, sessions, steps
 from icechunk_prefect.core.planning import Partition, WritePlan
+from icechunk_prefect.core.rebase import Collisions
 from icechunk_prefect.core.spec import WriteSpec
-from icechunk_prefect.errors import IcechunkPrefectError
+from icechunk_prefect.errors import BranchMovedError, IcechunkPrefectError
 from icechunk_prefect.runtime import flow_dask_client
 from icechunk_prefect.storage.resolve import RepositoryLike
 from icechunk_prefect.testing import faults
@@ -62,10 +63,12 @@ __all__ = [
     "DEFAULT_RETRIES",
     "METADATA_CACHE_POLICY",
     "WRITE_CACHE_POLICY",
+    "CommitAttempt",
     "PartitionsWritten",
     "check_reused_task",
     "commit_task",
     "merge_task",
+    "try_commit_task",
     "validate_task",
     "write_eager_task",
     "write_lazy_graph_task",
@@ -220,11 +223,14 @@ def write_partition_task(
     group: str | None = None,
     cache_scope: str | None = None,
     cluster_timeout: float | None = None,
+    base_snapshot: str | None = None,
 ) -> ForkSession:
     """Write one partition's block into a copy of the child fork; return that copy.
 
-    ``cache_scope`` (see :func:`icechunk_prefect.caching.write_scope`) is only read by
-    :data:`WRITE_CACHE_POLICY`: with it, a re-run skips partitions already written.
+    ``cache_scope`` (see :func:`icechunk_prefect.caching.write_scope`) and
+    ``base_snapshot`` (the commit the fork builds on) are only read by
+    :data:`WRITE_CACHE_POLICY`: with them, a re-run on the same base skips partitions
+    already written.
     ``cluster_timeout`` bounds the wait on a cluster that cannot run the partition
     (:class:`~icechunk_prefect.errors.ClusterUnavailableError`, retried).
 
@@ -257,15 +263,23 @@ def write_partition_task(
 
 @dataclass(frozen=True)
 class PartitionsWritten:
-    """What one ``write partitions`` task run did: ``fork`` holds its partitions'
-    writes (merged), ``written``/``reused`` count the partitions written now and
+    """What one ``write partitions`` task run did: ``forks`` holds each partition's
+    fork (in order, with its chunk ``counts`` for the merge), all valid on
+    ``base_snapshot``; ``written``/``reused`` count the partitions written now and
     those taken from a failed run's persisted forks, and ``reused_chunks`` lists
     the chunks of the latter (the commit proves them readable again)."""
 
-    fork: ForkSession
+    forks: tuple[ForkSession, ...]
+    counts: tuple[Mapping[str, int], ...]
+    base_snapshot: str | None
     written: int
     reused: int
     reused_chunks: Mapping[str, list[tuple[int, ...]]] = field(default_factory=dict)
+
+    @property
+    def fork(self) -> ForkSession:
+        """The partitions' writes merged into one fork."""
+        return sessions.merge_forks(self.forks, counts=self.counts)
 
 
 @task(name="write partitions", task_run_name="write {label}", **_RETRY)
@@ -278,18 +292,23 @@ def write_partitions_task(
     cluster_timeout: float | None = None,
     label: str = "",
     partition_keys: Sequence[str] | None = None,
+    repo: RepositoryLike | None = None,
+    base_snapshot: str | None = None,
 ) -> PartitionsWritten:
     """Write several partitions (``datasets[i]`` is the block of ``partitions[i]``),
-    each a Dask task of its own, in one task run; return their merged fork.
+    each a Dask task of its own, in one task run; return their forks.
 
     One task run for many small partitions keeps the flow process's cost per
     partition low (a Prefect task run costs tens of milliseconds of it), while
     resume and retries stay per partition: with ``cache_scope`` (see
     :func:`icechunk_prefect.caching.write_scope`) each partition's fork is persisted
     in the task's result storage as soon as it is written, under
-    :func:`~icechunk_prefect.caching.partition_key`, and a retry or a re-run takes
-    the forks found there (once proven readable, see
-    :func:`~icechunk_prefect.core.integrity.fork_problem`) and writes only the others.
+    :func:`~icechunk_prefect.caching.partition_key`, with ``base_snapshot`` (the
+    commit ``fork`` builds on; default its own snapshot), and a retry or a re-run
+    takes the forks found there and writes only the others. A found fork is taken
+    when it can still be read (:func:`~icechunk_prefect.core.integrity.fork_problem`)
+    and, written on another base of the branch of ``repo``, when nothing it wrote
+    was changed since (:func:`~icechunk_prefect.core.rebase.stale_problem`).
     The whole batch is also cached under :data:`WRITE_CACHE_POLICY` (then its task
     run shows as ``Cached``). ``partition_keys`` (optional) are those keys, computed
     once by the caller.
@@ -311,23 +330,28 @@ def write_partitions_task(
             plan = plan_write(fork, ds, spec)
             blocks = [ds[["t"]].isel(p.source) for p in plan.partitions]
             done = write_partitions_task(fork.fork(), blocks, plan.partitions, label="all")
-            return done.written  # done.fork holds every partition's chunks
+            return done.written  # done.forks: one fork per partition
 
         assert all_partitions() == 2
         ```
     """
     from prefect.results import get_result_store
 
-    from icechunk_prefect.caching import partition_key
+    from icechunk_prefect.caching import PersistedFork, partition_key
+    from icechunk_prefect.core.rebase import ChangesCache, stale_problem
     from icechunk_prefect.reporting.progress import log_discarded, log_step
+    from icechunk_prefect.storage.resolve import open_repository
 
     n = len(partitions)
+    base = base_snapshot or fork.snapshot_id
     store = get_result_store() if cache_scope else None
     keys: list[str | None] = [None] * n
     forks: list[ForkSession | None] = [None] * n
     counts: list[dict[str, int]] = [{} for _ in range(n)]  # chunks per array, for the merge
     reused_chunks: dict[str, list[tuple[int, ...]]] = {}
     if store is not None and cache_scope:
+        repository: Any = None
+        changes: ChangesCache = {}
         for i, (p, ds) in enumerate(zip(partitions, datasets, strict=True)):
             key = keys[i] = (
                 partition_keys[i]
@@ -337,12 +361,18 @@ def write_partitions_task(
             found = _persisted_fork(store, key)
             if found is None:
                 continue
-            problem = integrity.fork_problem(found)
+            problem = integrity.fork_problem(found.fork)
+            if problem is None and found.base != base:
+                if repo is None:
+                    problem = f"it was written on {found.base}, this run builds on {base}"
+                else:
+                    repository = repository or open_repository(repo)
+                    problem = stale_problem(repository, found.fork, found.base, base, cache=changes)
             if problem is not None:
                 log_discarded(f"write {p.label}", problem)
                 continue
-            forks[i] = found
-            for path, coords in integrity.written_chunks(found).items():
+            forks[i] = found.fork
+            for path, coords in integrity.written_chunks(found.fork).items():
                 reused_chunks.setdefault(path, []).extend(coords)
                 counts[i][path] = len(coords)
     todo = [i for i in range(n) if forks[i] is None]
@@ -352,7 +382,7 @@ def write_partitions_task(
         forks[i] = written
         key = keys[i]
         if store is not None and key is not None:
-            store.write(written, key=key)
+            store.write(PersistedFork(written, base), key=key)
 
     new_counts: list[dict[str, int]] = []
     steps.write_partitions(
@@ -367,8 +397,6 @@ def write_partitions_task(
     )
     for i, c in zip(todo, new_counts, strict=True):
         counts[i] = c
-    done = [f for f in forks if f is not None]
-    done_counts = [c for f, c in zip(forks, counts, strict=True) if f is not None]
     if len(todo) < n:
         log_step(
             f"write {label or n}",
@@ -376,23 +404,29 @@ def write_partitions_task(
             n - len(todo),
             n,
         )
+    assert all(f is not None for f in forks)
     return PartitionsWritten(
-        fork=sessions.merge_forks(done, counts=done_counts) if done else fork,
+        forks=tuple(f for f in forks if f is not None),
+        counts=tuple(counts),
+        base_snapshot=base,
         written=len(todo),
         reused=n - len(todo),
         reused_chunks=reused_chunks,
     )
 
 
-def _persisted_fork(store: Any, key: str) -> ForkSession | None:
-    """The fork persisted under ``key``, or ``None`` (none, or unreadable)."""
+def _persisted_fork(store: Any, key: str) -> Any:
+    """The :class:`~icechunk_prefect.caching.PersistedFork` under ``key``, or ``None``
+    (none, or unreadable)."""
+    from icechunk_prefect.caching import PersistedFork
+
     try:
         if not store.exists(key):
             return None
         value = store.read(key).result
     except Exception:  # a partial or foreign record: write the partition again
         return None
-    return value if isinstance(value, ForkSession) else None
+    return value if isinstance(value, PersistedFork) else None
 
 
 @task(name="write lazy (whole graph)", task_run_name="write lazy graph", **_RETRY)
@@ -403,10 +437,12 @@ def write_lazy_graph_task(
     split_every: int | None = None,
     cache_scope: str | None = None,
     cluster_timeout: float | None = None,
+    base_snapshot: str | None = None,
 ) -> ForkSession:
     """Run the whole dask graph of the lazy variables on the flow's cluster.
 
-    ``cache_scope`` is only read by :data:`WRITE_CACHE_POLICY` (resume).
+    ``cache_scope`` and ``base_snapshot`` (the commit the fork builds on) are only read
+    by :data:`WRITE_CACHE_POLICY` (resume: a re-run on the same base skips the write).
 
     Example:
         ```python
@@ -441,9 +477,13 @@ def write_lazy_graph_task(
 
 @task(name="merge", task_run_name="merge {label}", **_RETRY)
 def merge_task(
-    forks: Sequence[ForkSession], into: ForkSession | None = None, label: str = ""
+    forks: Sequence[ForkSession],
+    into: ForkSession | None = None,
+    label: str = "",
+    counts: Sequence[Mapping[str, int]] | None = None,
 ) -> ForkSession:
-    """Merge ``forks`` into ``into`` (refusing two forks that wrote one chunk).
+    """Merge ``forks`` into ``into`` (refusing two forks that wrote one chunk; ``counts``:
+    their chunk counts, when known, see :func:`~icechunk_prefect.core.sessions.merge_forks`).
 
     Example:
         ```python
@@ -470,7 +510,7 @@ def merge_task(
         assert merged_partitions() == 2
         ```
     """
-    return sessions.merge_forks(list(forks), into)
+    return sessions.merge_forks(list(forks), into, counts=counts)
 
 
 @task(name="commit", task_run_name="commit {branch}", **_RETRY)
@@ -511,6 +551,19 @@ def commit_task(
         assert metadata_only("/tmp/doc-commit-task") != snapshot  # a new run, a new commit
         ```
     """
+    return _commit(repo, branch, fork, message, metadata, base_snapshot, key, verify_chunks)
+
+
+def _commit(
+    repo: RepositoryLike,
+    branch: str,
+    fork: ForkSession,
+    message: str,
+    metadata: Mapping[str, Any] | None,
+    base_snapshot: str | None,
+    key: str | None,
+    verify_chunks: Mapping[str, Sequence[tuple[int, ...]]] | None,
+) -> str:
     return sessions.commit_fork(
         repo,
         branch,
@@ -522,6 +575,60 @@ def commit_task(
         verify_chunks=verify_chunks,
         on_committed=faults.fail_after_commit,
     )
+
+
+@dataclass(frozen=True)
+class CommitAttempt:
+    """What a commit attempt did: ``snapshot_id`` when it landed, else ``moved``: the
+    chunks that the commits made since the run's base wrote too
+    (:class:`~icechunk_prefect.core.rebase.Collisions`), to be written again on the
+    new tip."""
+
+    snapshot_id: str | None = None
+    moved: Collisions | None = None
+
+
+@task(name="commit", task_run_name="commit {branch}", **_RETRY)
+def try_commit_task(
+    repo: RepositoryLike,
+    branch: str,
+    fork: ForkSession,
+    message: str,
+    metadata: Mapping[str, Any] | None = None,
+    base_snapshot: str | None = None,
+    key: str | None = None,
+    verify_chunks: Mapping[str, Sequence[tuple[int, ...]]] | None = None,
+) -> CommitAttempt:
+    """:func:`commit_task`, except that a branch that moved with chunk collisions only
+    is a result (``moved``), not a failure: the writer then re-writes the partitions
+    holding them on the new tip (see :mod:`icechunk_prefect.core.rebase`).
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr
+        from prefect import flow
+        from icechunk_prefect.core.spec import WriteSpec
+        from icechunk_prefect.core.steps import plan_write
+        from icechunk_prefect.tasks import try_commit_task, write_metadata_task
+
+        ds = xr.Dataset({"t": ("x", np.arange(8.0))}, coords={"x": np.arange(8)}).chunk(x=4)
+        spec = WriteSpec(mode="w", partition_size=4)
+
+        @flow
+        def attempt(path: str) -> str | None:
+            fork = write_metadata_task(path, "main", ds, spec)
+            plan = plan_write(fork, ds, spec)
+            done = try_commit_task(path, "main", fork, "arrays", base_snapshot=plan.base_snapshot)
+            return done.snapshot_id  # None, with done.moved set, had the branch moved
+
+        assert attempt("/tmp/doc-try-commit-task") is not None
+        ```
+    """
+    try:
+        sid = _commit(repo, branch, fork, message, metadata, base_snapshot, key, verify_chunks)
+    except BranchMovedError as moved:
+        return CommitAttempt(moved=moved.collisions)
+    return CommitAttempt(snapshot_id=sid)
 
 
 @task(name="validate", task_run_name="validate before commit", **_RETRY)
@@ -567,11 +674,20 @@ def validate_task(
 
 
 @task(name="check reused forks", task_run_name="check {label}", **_RETRY)
-def check_reused_task(forks: Sequence[ForkSession], label: str = "") -> list[str | None]:
+def check_reused_task(
+    forks: Sequence[ForkSession],
+    label: str = "",
+    repo: RepositoryLike | None = None,
+    fork_base: str | None = None,
+    base_snapshot: str | None = None,
+) -> list[str | None]:
     """For each fork reused from a failed run: why it cannot be reused, or ``None``.
 
     A reused fork is merged only when its base snapshot and every chunk it wrote can
-    still be read (see :mod:`icechunk_prefect.core.integrity`).
+    still be read (see :mod:`icechunk_prefect.core.integrity`) and, written on
+    ``fork_base`` while this run builds on another ``base_snapshot`` of ``repo``'s
+    branch, when nothing it wrote was changed in between
+    (:func:`~icechunk_prefect.core.rebase.stale_problem`).
 
     Example:
         ```python
@@ -592,4 +708,15 @@ def check_reused_task(forks: Sequence[ForkSession], label: str = "") -> list[str
         assert reusable() == [None]  # its snapshot and chunks can all be read
         ```
     """
-    return [integrity.fork_problem(f) for f in forks]
+    from icechunk_prefect.core.rebase import ChangesCache, stale_problem
+    from icechunk_prefect.storage.resolve import open_repository
+
+    problems = [integrity.fork_problem(f) for f in forks]
+    if repo is None or not fork_base or not base_snapshot or fork_base == base_snapshot:
+        return problems
+    repository = open_repository(repo)
+    cache: ChangesCache = {}
+    return [
+        p or stale_problem(repository, f, fork_base, base_snapshot, cache=cache)
+        for p, f in zip(problems, forks, strict=True)
+    ]

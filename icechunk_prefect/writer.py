@@ -27,8 +27,10 @@ a few tens of milliseconds and overlaps the cluster's work (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -41,7 +43,6 @@ from icechunk_prefect.caching import (
     ResultStorageLike,
     partition_key,
     resolve_result_storage,
-    snapshot_identity,
     write_scope,
 )
 from icechunk_prefect.core.arrays import (
@@ -54,12 +55,23 @@ from icechunk_prefect.core.arrays import (
 from icechunk_prefect.core.checks import Check, expected_schema
 from icechunk_prefect.core.datasets import as_dataset, subset_variables
 from icechunk_prefect.core.integrity import fork_problem, written_chunks
-from icechunk_prefect.core.metadata import FLOW_RUN_ID, commit_metadata
+from icechunk_prefect.core.metadata import FLOW_RUN_ID, REBASE, commit_metadata
 from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
     Partition,
     WritePlan,
     WriteResult,
+    array_path,
+)
+from icechunk_prefect.core.rebase import (
+    Collisions,
+    OverlapPolicy,
+    RebaseRound,
+    branch_changes,
+    collisions,
+    overlapping_elements,
+    rebase_summary,
+    rebased_fork,
 )
 from icechunk_prefect.core.sessions import idempotency_key, tree_groups
 from icechunk_prefect.core.spec import WriteMode, WriteSpec
@@ -69,7 +81,8 @@ from icechunk_prefect.core.validation import (
     creates_repository,
     resolve_mode,
 )
-from icechunk_prefect.reporting.progress import log_discarded, log_plan, track_progress
+from icechunk_prefect.errors import CommitConflictError
+from icechunk_prefect.reporting.progress import log_discarded, log_plan, log_step, track_progress
 from icechunk_prefect.reporting.publish import publish_commit, report_writer_commit
 from icechunk_prefect.runtime import flow_dask_client, flow_run_metadata
 from icechunk_prefect.storage.local import RepositorySource
@@ -79,9 +92,9 @@ from icechunk_prefect.tasks import (
     WRITE_CACHE_POLICY,
     PartitionsWritten,
     check_reused_task,
-    commit_task,
     merge_task,
     plan_arrays_task,
+    try_commit_task,
     validate_task,
     write_eager_task,
     write_lazy_graph_task,
@@ -172,6 +185,8 @@ class FlowDatasetWriter:
     checks: Sequence[Check] = ()
     cluster_timeout: float | None = None
     partitions_per_task: int | None = None
+    on_overlap: OverlapPolicy = "land-after"
+    rebase_rounds: int = 5
 
     spec: WriteSpec = field(init=False)
     """The write's options as one value (from the arguments above), passed to the steps."""
@@ -182,8 +197,15 @@ class FlowDatasetWriter:
     _lazy_forks: list[PrefectFuture[PartitionsWritten | ForkSession]] = field(
         default_factory=list, init=False
     )
-    _lazy_calls: list[tuple[Any, dict[str, Any]]] = field(default_factory=list, init=False)
-    _batches: list[Sequence[Partition]] = field(default_factory=list, init=False)
+    _batches: list[list[int]] = field(default_factory=list, init=False)
+    _blocks: list[xr.Dataset] = field(default_factory=list, init=False, repr=False)
+    _keys: list[str] | None = field(default=None, init=False, repr=False)
+    _scope: str | None = field(default=None, init=False, repr=False)
+    _child: ForkSession | None = field(default=None, init=False, repr=False)
+    _units: list[tuple[ForkSession, Mapping[str, int] | None]] = field(
+        default_factory=list, init=False, repr=False
+    )
+    _rounds: list[RebaseRound] = field(default_factory=list, init=False)
     _slots: int = field(default=1, init=False, repr=False)
     _reused_chunks: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, init=False)
     _lazy_runner: ThreadPoolTaskRunner[Any] | None = field(default=None, init=False, repr=False)
@@ -254,70 +276,75 @@ class FlowDatasetWriter:
     def write_lazy(self) -> list[PrefectFuture[PartitionsWritten | ForkSession]]:
         """Write the dask-backed variables: ``write partitions`` tasks (one partition
         each, or several when there are many, see ``partitions_per_task``), whose
-        results are :class:`~icechunk_prefect.tasks.PartitionsWritten` (``.fork``
-        holds the writes), or one whole-graph task, whose result is the fork."""
+        results are :class:`~icechunk_prefect.tasks.PartitionsWritten` (``.forks``
+        holds the writes, one fork per partition), or one whole-graph task, whose
+        result is the fork."""
         plan = self._require_plan()
         assert self.fork is not None
         if not plan.lazy:
             return []
-        child = self.fork.fork()  # once: every partition writes into a copy of it
+        self._child = self.fork.fork()  # once: every partition writes into a copy of it
         self._lazy_written = True
-        scope = (
-            write_scope(
-                self._source.describe(),
-                self.branch,
-                snapshot_identity(self._source.open_repository(), plan.base_snapshot),
-                self._ds,
-            )
-            if self.resume
-            else None
+        self._scope = (
+            write_scope(self._source.describe(), self.branch, self._ds) if self.resume else None
         )
-        runner = self._start_lazy_runner()
         if self.partitioned:
-            task = self._cached(write_partitions_task, WRITE_CACHE_POLICY)
-            size = self.partitions_per_task or _default_per_task(len(plan.partitions), self._slots)
-            self._batches = [
-                plan.partitions[i : i + size] for i in range(0, len(plan.partitions), size)
+            self._blocks = [
+                subset_variables(self._ds, p.variables).isel(p.source) for p in plan.partitions
             ]
-            self._lazy_calls = []
-            for batch in self._batches:
-                blocks = [subset_variables(self._ds, p.variables).isel(p.source) for p in batch]
-                keys = (
-                    [
-                        partition_key(scope, p, plan.group, b, child)
-                        for p, b in zip(batch, blocks, strict=True)
-                    ]
-                    if scope
-                    else None
-                )
-                params = {
-                    "fork": child,
-                    "datasets": blocks,
-                    "partitions": list(batch),
-                    "group": plan.group,
-                    "cache_scope": scope,
-                    "cluster_timeout": self.cluster_timeout,
-                    "label": _batch_label(batch),
-                    "partition_keys": keys,
-                }
-                self._lazy_calls.append((task, params))
-        else:
-            task = self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY)
-            self._lazy_calls = [
-                (
-                    task,
-                    {
-                        "fork": child,
-                        "dataset": subset_variables(self._ds, plan.lazy),
-                        "plan": plan,
-                        "split_every": self.spec.split_every,
-                        "cache_scope": scope,
-                        "cluster_timeout": self.cluster_timeout,
-                    },
-                )
-            ]
-        self._lazy_forks = [runner.submit(t, params) for t, params in self._lazy_calls]
+            self._keys = (
+                [
+                    partition_key(self._scope, p, plan.group, b, self._child)
+                    for p, b in zip(plan.partitions, self._blocks, strict=True)
+                ]
+                if self._scope
+                else None
+            )
+        self._batches, self._lazy_forks = self._submit(range(len(plan.partitions) or 1))
         return self._lazy_forks
+
+    def _submit(
+        self, units: Iterable[int], *, again: bool = False
+    ) -> tuple[list[list[int]], list[PrefectFuture[Any]]]:
+        """Submit the lazy writes of ``units`` (partition indices; the whole graph is
+        unit 0) into copies of the child fork, on the lazy runner: batches of
+        partitions, and their futures. ``again``: written anew (never a cached batch;
+        persisted partitions are still reused when valid on the plan's base)."""
+        plan = self._require_plan()
+        runner = self._start_lazy_runner()
+        common = {
+            "fork": self._child,
+            "cache_scope": self._scope,
+            "cluster_timeout": self.cluster_timeout,
+            "base_snapshot": plan.base_snapshot,
+        }
+        if not self.partitioned:
+            task = self._cached(write_lazy_graph_task, WRITE_CACHE_POLICY)
+            params = {
+                **common,
+                "dataset": subset_variables(self._ds, plan.lazy),
+                "plan": plan,
+                "split_every": self.spec.split_every,
+            }
+            return [[0]], [runner.submit(_again(task, again), params)]
+        task = self._cached(write_partitions_task, WRITE_CACHE_POLICY)
+        units = list(units)
+        size = self.partitions_per_task or _default_per_task(len(units), self._slots)
+        batches = [units[i : i + size] for i in range(0, len(units), size)]
+        futures = []
+        for batch in batches:
+            parts = [plan.partitions[i] for i in batch]
+            params = {
+                **common,
+                "datasets": [self._blocks[i] for i in batch],
+                "partitions": parts,
+                "group": plan.group,
+                "label": _batch_label(parts),
+                "partition_keys": [self._keys[i] for i in batch] if self._keys else None,
+                "repo": self._source,
+            }
+            futures.append(runner.submit(_again(task, again), params))
+        return batches, futures
 
     def _start_lazy_runner(self) -> ThreadPoolTaskRunner[Any]:
         """The flow-process thread pool the lazy write tasks run on (see the module doc)."""
@@ -338,68 +365,100 @@ class FlowDatasetWriter:
         raises its own error here: nothing is merged or committed."""
         assert self.fork is not None
         try:
-            forks: list[ForkSession] = []
             if self.plan is not None and self._lazy_forks:
-                if self.partitioned:
-                    labels = [_batch_label(b) for b in self._batches]
-                    sizes = [len(b) for b in self._batches]
-                else:
-                    labels, sizes = ["lazy graph"], [len(self.plan.partitions) or 1]
+                labels = self._labels(self._batches)
+                sizes = [len(b) for b in self._batches]
                 progress = track_progress(
                     self._lazy_forks, labels, what=f"write {self.branch}", sizes=sizes
                 )
                 if progress.failed:
                     for future in self._lazy_forks:
                         future.result()  # the first failed write raises its error
-                self._check_reused(labels)
-                forks = [self._collect(future) for future in self._lazy_forks]
-            level: list[Any] = forks
-            while len(level) > self.merge_split_every:
-                runner = self._start_lazy_runner()
-                level = [
-                    runner.submit(merge_task, {"forks": group, "label": f"{len(group)} forks"})
-                    for group in tree_groups(level, self.merge_split_every)
-                ]
-            if level:
-                self._merged = merge_task(level, self.fork, label=f"{len(forks)} forks")
-            else:
-                self._merged = self.fork
+                self._units = [None] * max(len(self.plan.partitions), 1)  # type: ignore[list-item]
+                redo = self._collect(self._batches, self._lazy_forks)
+                if redo:
+                    self._collect(*self._submit(redo, again=True))
+                self._lazy_forks = []
+            self._merged = self._merge_units()
         finally:
             self._stop_lazy_runner()
         return self._merged
 
-    def _check_reused(self, labels: Sequence[str]) -> None:
-        """Prove the forks reused from a failed run still readable (their base snapshot,
-        their chunks); write the partitions of those that are not again, now."""
-        reused = [i for i, f in enumerate(self._lazy_forks) if _reused(f.state)]
-        if not reused:
-            return
-        forks = [_fork_of(self._lazy_forks[i].result()) for i in reused]
-        problems = check_reused_task(forks, label=f"{len(forks)} reused forks")
-        redo: list[int] = []
-        for i, fork, problem in zip(reused, forks, problems, strict=True):
-            if problem is None:
-                self._note_reused(fork)
-            else:
-                log_discarded(f"write {labels[i]}", problem)
-                redo.append(i)
-        if not redo:
-            return
-        runner = self._start_lazy_runner()
-        for i in redo:
-            task, params = self._lazy_calls[i]
-            self._lazy_forks[i] = runner.submit(task.with_options(refresh_cache=True), params)
-        for i in redo:
-            self._lazy_forks[i].result()  # a failed rewrite raises its error
+    def _merge_units(self) -> ForkSession:
+        """Tree-merge the lazy writes' forks (with their chunk counts) into the metadata fork."""
+        assert self.fork is not None
+        level: list[Any] = [f for f, _ in self._units]
+        counts: list[Mapping[str, int]] | None = (
+            [c for _, c in self._units if c is not None] if self._units else None
+        )
+        if counts is not None and len(counts) != len(level):
+            counts = None
+        while len(level) > self.merge_split_every:
+            runner = self._start_lazy_runner()
+            groups = tree_groups(range(len(level)), self.merge_split_every)
+            merged = [
+                runner.submit(
+                    merge_task,
+                    {
+                        "forks": [level[i] for i in g],
+                        "label": f"{len(g)} forks",
+                        "counts": [counts[i] for i in g] if counts is not None else None,
+                    },
+                )
+                for g in groups
+            ]
+            if counts is not None:
+                counts = [dict(sum((Counter(counts[i]) for i in g), Counter())) for g in groups]
+            level = merged
+        if not level:
+            return self.fork
+        return merge_task(level, self.fork, label=f"{len(self._units)} forks", counts=counts)
 
-    def _collect(self, future: PrefectFuture[Any]) -> ForkSession:
-        """A lazy write's fork; the chunks it reused from a failed run are noted (a
-        ``Cached`` task run's were, whole, by :meth:`_check_reused`)."""
-        result = future.result()
-        if isinstance(result, PartitionsWritten) and not _reused(future.state):
-            for path, coords in result.reused_chunks.items():
-                self._reused_chunks.setdefault(path, []).extend(coords)
-        return _fork_of(result)
+    def _collect(
+        self, batches: Sequence[Sequence[int]], futures: Sequence[PrefectFuture[Any]]
+    ) -> list[int]:
+        """Take the lazy writes' forks (one per partition) into ``_units``; return the
+        partitions to write again: those of a batch reused whole from a failed run
+        (``Cached``) whose fork cannot be reused any more (garbage collected, or
+        changed by a commit since it was written; see :func:`check_reused_task`)."""
+        plan = self._require_plan()
+        cached: dict[str | None, list[int]] = {}  # partitions reused whole, by their base
+        for batch, future in zip(batches, futures, strict=True):
+            result = future.result()
+            if isinstance(result, PartitionsWritten):
+                units = list(zip(result.forks, result.counts, strict=True))
+                fork_base = result.base_snapshot
+                if not _reused(future.state):  # its reused partitions were checked by the task
+                    for path, coords in result.reused_chunks.items():
+                        self._reused_chunks.setdefault(path, []).extend(coords)
+            else:  # the whole graph
+                units, fork_base = [(result, None)], plan.base_snapshot
+            for i, unit in zip(batch, units, strict=True):
+                self._units[i] = unit
+            if _reused(future.state):
+                cached.setdefault(fork_base, []).extend(batch)
+        redo: list[int] = []
+        for fork_base, reused in cached.items():
+            problems = check_reused_task(
+                [self._units[i][0] for i in reused],
+                label=f"{len(reused)} reused forks",
+                repo=self._source,
+                fork_base=fork_base,
+                base_snapshot=plan.base_snapshot,
+            )
+            for i, problem in zip(reused, problems, strict=True):
+                if problem is None:
+                    self._note_reused(self._units[i][0])
+                else:
+                    log_discarded(f"write {self._labels([[i]])[0]}", problem)
+                    redo.append(i)
+        return redo
+
+    def _labels(self, batches: Sequence[Sequence[int]]) -> list[str]:
+        plan = self._require_plan()
+        if not self.partitioned:
+            return ["lazy graph"]
+        return [_batch_label([plan.partitions[i] for i in b]) for b in batches]
 
     def _note_reused(self, fork: ForkSession) -> None:
         """Remember the chunks of a reused fork: the commit proves them readable again."""
@@ -430,28 +489,59 @@ class FlowDatasetWriter:
 
     def commit(self, message: str, metadata: Mapping[str, Any] | None = None) -> WriteResult:
         """Validate (unless :meth:`validate` ran), then commit the merged fork once (a
-        task, idempotent: a retried step returns the commit that landed)."""
-        plan = self._require_plan()
-        merged = self._merged if self._merged is not None else self.merge()
+        task, idempotent: a retried step returns the commit that landed).
+
+        When other commits landed on the branch meanwhile and wrote chunks this run
+        wrote too, the partitions holding them are written again on the new tip (the
+        others are kept), merged, validated and committed: at most ``rebase_rounds``
+        rounds, with backoff (:meth:`_rebase`). What cannot land on the new tip (an
+        array changed by both, or elements of this run's region changed by the other
+        commits with ``on_overlap="refuse"``) raises
+        :class:`~icechunk_prefect.errors.CommitConflictError`; nothing is committed."""
+        if self._merged is None:
+            self.merge()
         if not self._validated:
-            merged = self.validate()
-        meta = commit_metadata(
-            run=flow_run_metadata(), plan=plan, parameters=self.parameters, extra=metadata or {}
-        )
-        key = idempotency_key(meta.get(FLOW_RUN_ID), self.parameters, plan.describe(), message)
-        faults.pause_before_commit()
-        sid = commit_task(
-            self._source,
-            self.branch,
-            merged,
-            message,
-            metadata=meta,
-            base_snapshot=plan.base_snapshot,
-            key=key,
-            verify_chunks=self._reused_chunks or None,
-        )
+            self.validate()
+        attempt = 0
+        while True:
+            plan = self._require_plan()
+            merged = self._merged
+            assert merged is not None
+            meta = commit_metadata(
+                run=flow_run_metadata(),
+                plan=plan,
+                parameters=self.parameters,
+                extra={**self._rebase_metadata(), **(metadata or {})},
+            )
+            key = idempotency_key(meta.get(FLOW_RUN_ID), self.parameters, plan.describe(), message)
+            faults.pause_before_commit()
+            done = try_commit_task(
+                self._source,
+                self.branch,
+                merged,
+                message,
+                metadata=meta,
+                base_snapshot=plan.base_snapshot,
+                key=key,
+                verify_chunks=self._reused_chunks or None,
+            )
+            if done.snapshot_id is not None:
+                break
+            assert done.moved is not None
+            if attempt == self.rebase_rounds:
+                raise CommitConflictError(
+                    f"Could not land on {self.branch!r} after {self.rebase_rounds} round(s) of "
+                    "re-writing the partitions other commits also wrote: they kept committing "
+                    f"to the same chunks ({done.moved.describe()}). Nothing of this run was "
+                    "committed; re-run later (its partitions are reused), or make the writers "
+                    "take turns (docs/reliability.md, 'Two writers on one dataset')."
+                )
+            if attempt:
+                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+            attempt += 1
+            self._rebase(done.moved)
         result = WriteResult(
-            snapshot_id=sid,
+            snapshot_id=done.snapshot_id,
             parent_snapshot_id=plan.base_snapshot,
             branch=self.branch,
             plan=plan,
@@ -460,6 +550,84 @@ class FlowDatasetWriter:
         )
         self._report(result, message)
         return result
+
+    def _rebase(self, moved: Collisions) -> None:
+        """One round on a branch that moved (see :mod:`~icechunk_prefect.core.rebase`):
+        move this run's own changes (metadata, in-memory variables) onto the tip,
+        write again there the partitions holding a chunk the other commits wrote too,
+        keep the others, then merge and validate. Refuses (nothing committed) what
+        no re-write can fix: an array changed by both, this run's metadata or
+        in-memory variables changed, or, with ``on_overlap="refuse"``, elements of
+        this run's region changed by the other commits."""
+        plan = self._require_plan()
+        assert self.fork is not None and self._merged is not None
+        repository = self._source.open_repository()
+        rebased = rebased_fork(repository, self.branch, self.fork)
+        changes = branch_changes(repository, plan.base_snapshot, tip=rebased.snapshot_id)
+        found = collisions(repository, changes, self._merged)
+        own = collisions(repository, changes, self.fork)
+        if found.conflicts or own:
+            what = found if found.conflicts else own
+            raise CommitConflictError(
+                f"Branch {self.branch!r} moved during this run and the other commit(s) changed "
+                f"what this run was planned against (array metadata or its in-memory "
+                f"variables): {what.describe()}. Nothing of this run was committed; re-run to "
+                "plan again on the new tip (an append then adds only the steps still missing)."
+            )
+        if self.on_overlap == "refuse":
+            overlap = overlapping_elements(repository, changes, found.chunks, self._regions())
+            if overlap:
+                raise CommitConflictError(
+                    f"The other commit(s) changed {sum(overlap.values())} element(s) inside this "
+                    f"run's region ({overlap}; {found.describe()}), and on_overlap is 'refuse'. "
+                    "Nothing of this run was committed. Pass on_overlap='land-after' to land "
+                    "after them (this run's values win, as a later run would), or re-run."
+                )
+        hit = [
+            i
+            for i, (fork, _) in enumerate(self._units)
+            if any(
+                set(map(tuple, coords)) & set(found.chunks.get(path, ()))
+                for path, coords in fork.status().updated_chunks.items()
+                if path in found.chunks
+            )
+        ]
+        self.fork, self._child = rebased, rebased.fork()
+        self.plan = replace(plan, base_snapshot=rebased.snapshot_id)
+        if hit:
+            self._collect(*self._submit(hit, again=True))
+        self._rounds.append(
+            RebaseRound(
+                base=plan.base_snapshot,
+                tip=rebased.snapshot_id,
+                commits=len(changes.commits),
+                rewritten=len(hit),
+                kept=len(self._units) - len(hit),
+            )
+        )
+        log_step(f"commit {self.branch}", "%s", self._rounds[-1].describe())
+        try:
+            self._merged = self._merge_units()
+        finally:
+            self._stop_lazy_runner()
+        self._validated = False
+        self.validate()
+
+    def _regions(self) -> dict[str, tuple[slice, ...]]:
+        """Where this run writes, by array path: one slice per axis of each lazy variable."""
+        plan = self._require_plan()
+        return {
+            array_path(plan.group, name): tuple(
+                plan.region[str(d)] for d in self._ds.variables[name].dims
+            )
+            for name in plan.lazy
+        }
+
+    def _rebase_metadata(self) -> dict[str, Any]:
+        """The rounds this run needed, for the commit metadata (none: nothing)."""
+        if not self._rounds:
+            return {}
+        return {REBASE: rebase_summary(self._rounds)}
 
     def _schema(self) -> dict[str, Any]:
         """What the validation gate expects the store to show (from the dataset)."""
@@ -523,9 +691,9 @@ def _reused(state: Any) -> bool:
     return bool(state is not None and state.is_completed() and state.name == "Cached")
 
 
-def _fork_of(result: Any) -> ForkSession:
-    fork: ForkSession = result.fork if isinstance(result, PartitionsWritten) else result
-    return fork
+def _again(task: Any, again: bool) -> Any:
+    """``task``, run anew (its cached result refreshed) when ``again``."""
+    return task.with_options(refresh_cache=True) if again else task
 
 
 def _batch_label(batch: Sequence[Partition]) -> str:

@@ -131,6 +131,7 @@ def test_same_chunk_racing_commits_one_lands(s3_endpoint, tmp_path):
     assert outcomes == ["COMMITTED", "CONFLICT"], [r.stdout for r in results]
     conflict = next(r.stdout for r in results if r.stdout.startswith("CONFLICT"))
     assert "Nothing of this run was committed" in conflict
-    assert "'/a': [[5, 0]]" in conflict  # names the array and the chunk
+    assert "'/a': 1 chunk(s) [[5, 0]]" in conflict  # names the array and the chunk
+    assert "'row 5'" in conflict  # and the other commit
     history = list(source.open_repository().ancestry(branch="main"))
     assert len(history) == 3

@@ -154,13 +154,17 @@ def _other_writer(repo_path: str, start: int, stop: int, value: float) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def _write_region_with_interloper(runner, repo_path: str, start: int, stop: int) -> dict:
+def _write_region_with_interloper(
+    runner, repo_path: str, start: int, stop: int, **options: object
+) -> dict:
     seen: dict = {}
     patch = small_dataset(periods=20, seed=7).drop_vars(["x", "label"])
 
     @flow(task_runner=runner)
     def region_write() -> str:
-        writer = FlowDatasetWriter(patch, repo_path, region={"time": slice(0, 20)})
+        writer = FlowDatasetWriter(
+            patch, repo_path, region={"time": slice(0, 20)}, partition_size=10, **options
+        )
         writer.write_metadata()
         writer.write_eager()
         writer.write_lazy()
@@ -181,22 +185,48 @@ def test_concurrent_writer_disjoint_both_land(runner, repo_path):
     commits = history(repo_path)
     assert [c.id for c in commits[:2]] == [seen["state"].result(), seen["other"]]
     assert len(commits) == 4
+    assert "icechunk_prefect.rebase" not in commits[0].metadata  # no chunk in common
     back = read_back(repo_path)
     np.testing.assert_array_equal(back.a[:20].values, seen["patch"].a.values)
     np.testing.assert_array_equal(back.a[20:].values, 7.0)
     np.testing.assert_array_equal(back.b[:20].values, seen["patch"].b.values)
 
 
-def test_concurrent_writer_overlapping_chunks_conflict(runner, repo_path):
+def test_concurrent_writer_overlapping_lands_after(runner, repo_path):
+    """The other writer rewrote [10, 30) while this run wrote [0, 20): by default this
+    run lands after it (its values win on [10, 20), as a later run's would); only the
+    partition holding the collided chunk is written again, on the new tip."""
     base = small_dataset()
     to_icechunk.with_options(task_runner=runner)(base, repo_path, mode="w", partition_size=20)
     seen = _write_region_with_interloper(runner, repo_path, 10, 30)
+    assert seen["state"].is_completed(), seen["state"]
+    commits = history(repo_path)
+    assert [c.id for c in commits[:2]] == [seen["state"].result(), seen["other"]]
+    assert len(commits) == 4
+    assert commits[0].parent_id == seen["other"]
+    rebase = commits[0].metadata["icechunk_prefect.rebase"]
+    assert (rebase["rounds"], rebase["commits"], rebase["rewritten"], rebase["kept"]) == (1, 1, 1, 1)
+    assert rebase["text"] == "branch moved (1 commit), 1 partition re-written on the new tip, 1 kept"
+    back = read_back(repo_path)
+    np.testing.assert_array_equal(back.a[:20].values, seen["patch"].a.values)
+    np.testing.assert_array_equal(back.a[20:30].values, 7.0)  # the other writer's, kept
+    np.testing.assert_array_equal(back.a[30:].values, base.a[30:].values)
+    states = task_states(seen["state"].state_details.flow_run_id)
+    assert sum(len(v) for n, v in states.items() if n.startswith("write time[")) == 3
+
+
+def test_concurrent_writer_overlapping_refused_on_request(runner, repo_path):
+    base = small_dataset()
+    to_icechunk.with_options(task_runner=runner)(base, repo_path, mode="w", partition_size=20)
+    seen = _write_region_with_interloper(runner, repo_path, 10, 30, on_overlap="refuse")
     state = seen["state"]
     assert state.is_failed()
     with pytest.raises(CommitConflictError) as info:
         state.result()
     text = str(info.value)
-    assert "'/a'" in text and "[1, 0]" in text and "Nothing of this run" in text
+    assert "60 element(s) inside this run's region" in text  # [10, 20) x 6 of 'a'
+    assert "'/a'" in text and "on_overlap is 'refuse'" in text and "Nothing of this run" in text
+    assert seen["other"] in text and "'other writer'" in text  # names the other commit
     commits = history(repo_path)
     assert commits[0].id == seen["other"]  # the other writer's commit, nothing of ours
     assert len(commits) == 3

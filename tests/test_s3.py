@@ -71,20 +71,24 @@ def _patch(start: int, seed: int) -> xr.Dataset:
     return patch.drop_vars(["x", "label"])
 
 
-def _interleaved(runner: Any, repo: str, jobs: list[tuple[xr.Dataset, dict]]) -> list[Any]:
+def _interleaved(
+    runner: Any, repo: str, jobs: list[tuple[xr.Dataset, dict]], **options: Any
+) -> list[Any]:
     """Concurrent writers, interleaved deterministically: every run reads the branch tip
     (metadata step) before any of them commits, then they commit one after the other."""
     prepare = prepare_write.with_options(task_runner=runner)
     finish = finish_write.with_options(task_runner=runner)
     writers = [
-        prepare(FlowDatasetWriter(obj, repo, region=region, partition_size=10))
+        prepare(FlowDatasetWriter(obj, repo, region=region, partition_size=10, **options))
         for obj, region in jobs
     ]
     return [finish(w, f"writer {i}", return_state=True) for i, w in enumerate(writers)]
 
 
 def test_concurrent_writers_on_s3(runner, s3_server, s3_prefix):
-    """Two writers build on the same tip: disjoint regions both land, one region conflicts."""
+    """Two writers build on the same tip: disjoint regions both land; on one region the
+    second lands after the first (its values win), or, with on_overlap="refuse", fails
+    with a conflict and nothing of it lands."""
     name = f"conc-{uuid.uuid4().hex[:8]}"
     IcechunkRepository(
         **s3_server.block_fields(s3_prefix),
@@ -111,17 +115,30 @@ def test_concurrent_writers_on_s3(runner, s3_server, s3_prefix):
     np.testing.assert_array_equal(back.a[10:20].values, b.a.values)
     np.testing.assert_array_equal(back.a[20:].values, base.a[20:].values)
 
-    # The same region: the first commits; the second fails with a conflict, nothing of it lands.
+    # The same region: the first commits; the second is written again on the new tip and
+    # lands after it, as a run started after the first would.
     c, d = _patch(20, seed=3), _patch(20, seed=4)
     region = {"time": slice(20, 30)}
     states = _interleaved(runner, ref, [(c, region), (d, region)])
+    assert all(s.is_completed() for s in states), states
+    back = _read(s3_server, s3_prefix)
+    np.testing.assert_array_equal(back.a[20:30].values, d.a.values)
+    repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
+    commits = list(repo.ancestry(branch="main"))
+    assert len(commits) == 6
+    assert commits[0].parent_id == commits[1].id == states[0].result()
+    assert commits[0].metadata["icechunk_prefect.rebase"]["rewritten"] == 1
+
+    # The same region with on_overlap="refuse": the second fails, nothing of it lands.
+    e, f = _patch(30, seed=5), _patch(30, seed=6)
+    region = {"time": slice(30, 40)}
+    states = _interleaved(runner, ref, [(e, region), (f, region)], on_overlap="refuse")
     assert states[0].is_completed()
     assert states[1].is_failed()
     assert isinstance(states[1].result(raise_on_failure=False), CommitConflictError)
     back = _read(s3_server, s3_prefix)
-    np.testing.assert_array_equal(back.a[20:30].values, c.a.values)
-    repo = icechunk.Repository.open(s3_server.storage(s3_prefix))
-    assert len(list(repo.ancestry(branch="main"))) == 5
+    np.testing.assert_array_equal(back.a[30:40].values, e.a.values)
+    assert len(list(repo.ancestry(branch="main"))) == 7
 
 
 def test_resume_on_s3(runner, s3_server, s3_prefix, tmp_path, monkeypatch):

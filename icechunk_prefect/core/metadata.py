@@ -40,6 +40,7 @@ __all__ = [
     "PARAMETERS",
     "PARTITIONS",
     "PARTITION_DIM",
+    "REBASE",
     "REGION",
     "VARIABLES",
     "VERSIONS",
@@ -76,6 +77,8 @@ OPERATION = key("operation")
 """Operational flows: ``create``, ``append`` or ``backfill``."""
 OPERATION_FLOW_RUN_ID = key("operation_flow_run_id")
 OPERATION_FLOW_RUN_NAME = key("operation_flow_run_name")
+REBASE = key("rebase")
+"""A run that landed on a branch that moved: its rounds (partitions re-written, kept)."""
 WINDOW = key("window")
 """Operational flows: the window (dates, steps) the run wrote."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import pickle
@@ -17,7 +16,9 @@ from icechunk.session import ForkSession
 
 from icechunk_prefect.core.integrity import chunk_counts
 from icechunk_prefect.core.metadata import IDEMPOTENCY_KEY
+from icechunk_prefect.core.rebase import branch_changes, collisions
 from icechunk_prefect.errors import (
+    BranchMovedError,
     CommitConflictError,
     DoubleWriteError,
     MissingObjectsError,
@@ -149,25 +150,31 @@ def find_commit(
     return None
 
 
-def _conflicts(
-    repo: icechunk.Repository, base: str, branch: str, fork: ForkSession
-) -> dict[str, list[list[int]]]:
-    """Chunks (and arrays) changed both on the branch since ``base`` and in ``fork``."""
-    theirs = repo.diff(from_snapshot_id=base, to_branch=branch)
-    ours = fork.status()
-    clash: dict[str, list[list[int]]] = {}
-    ours_chunks = {p: {tuple(c) for c in cs} for p, cs in ours.updated_chunks.items()}
-    for path, coords in theirs.updated_chunks.items():
-        both = ours_chunks.get(path, set()) & {tuple(c) for c in coords}
-        if both:
-            clash[path] = [list(c) for c in sorted(both)]
-    touched_theirs = (
-        theirs.new_arrays | theirs.deleted_arrays | theirs.updated_arrays | theirs.deleted_groups
+def _refuse_moved(
+    repository: icechunk.Repository, base: str, tip: str, branch: str, fork: Any
+) -> None:
+    """Raise when the commits from ``base`` to ``tip`` and ``fork`` changed something
+    in common: :class:`BranchMovedError` for chunks only (re-writable on the new
+    tip), :class:`CommitConflictError` for anything else."""
+    found = collisions(repository, branch_changes(repository, base, tip=tip), fork)
+    if not found:
+        return
+    what = (
+        f"Branch {branch!r} moved from {base} to {tip} during this run, and the other "
+        f"commit(s) changed what this run wrote: {found.describe()}. Nothing of this run was "
+        "committed."
     )
-    touched_ours = ours.new_arrays | ours.deleted_arrays | ours.updated_arrays
-    for path in touched_theirs & touched_ours:
-        clash.setdefault(path, [])
-    return clash
+    if found.conflicts:
+        raise CommitConflictError(
+            f"{what} These changes cannot be merged (this run was planned against what they "
+            "changed): re-run to plan again on the new tip (an append then adds only the "
+            "steps still missing)."
+        )
+    raise BranchMovedError(
+        f"{what} The writer re-writes the partitions holding those chunks on the new tip; "
+        "a re-run does too, reusing the partitions nobody else touched.",
+        found,
+    )
 
 
 def commit_fork(
@@ -189,9 +196,12 @@ def commit_fork(
       key is returned instead of committing again (a retried commit step whose
       first try landed).
     - If the branch moved since ``base_snapshot``, the changes on the branch are
-      compared with the fork's: any chunk or array changed by both raises
-      :class:`~icechunk_prefect.errors.CommitConflictError` naming them; disjoint
-      changes are committed on top of the new tip.
+      compared with the fork's (:func:`~icechunk_prefect.core.rebase.collisions`):
+      chunks written by both raise :class:`~icechunk_prefect.errors.BranchMovedError`
+      (the writer then re-writes them on the new tip), anything else changed by both
+      :class:`~icechunk_prefect.errors.CommitConflictError`, each naming the count of
+      chunks per array and the other commits; disjoint changes are committed on top
+      of the new tip.
     - Commits race with conflict detection and rebase, ``rebase_tries`` times,
       with jittered backoff between attempts.
     - On local filesystem repositories the commit holds a cross-process lock
@@ -216,15 +226,7 @@ def commit_fork(
         for attempt in range(max(1, rebase_tries)):
             session = repository.writable_session(branch)
             if base_snapshot and session.snapshot_id != base_snapshot:
-                clash = _conflicts(repository, base_snapshot, branch, fork)
-                if clash:
-                    shown = {p: c[:5] for p, c in list(clash.items())[:5]}
-                    raise CommitConflictError(
-                        f"Branch {branch!r} moved from {base_snapshot} to {session.snapshot_id} "
-                        f"during this run, and the other writer changed what this run wrote: "
-                        f"{shown} (array: chunks; [] = array metadata). Nothing of this run was "
-                        "committed. Re-run to write on top of the new tip."
-                    )
+                _refuse_moved(repository, base_snapshot, session.snapshot_id, branch, fork)
             session.merge(fork)
             if verify_chunks and attempt == 0:
                 _require_readable(session, branch, verify_chunks)
@@ -240,15 +242,14 @@ def commit_fork(
                     rebase_tries=1,
                 )
             except icechunk.RebaseFailedError as exc:
-                clash: dict[str, list[list[int]]] = {}
+                # Another writer committed between the session's opening and this commit.
                 if base_snapshot:
-                    with contextlib.suppress(Exception):
-                        clash = _conflicts(repository, base_snapshot, branch, fork)
-                shown = {p: c[:5] for p, c in list(clash.items())[:5]} if clash else str(exc)
+                    tip = repository.lookup_branch(branch)
+                    _refuse_moved(repository, base_snapshot, tip, branch, fork)
                 raise CommitConflictError(
                     f"Another writer committed to {branch!r} changes that conflict with this "
-                    f"run's: {shown} (array: chunks; [] = array metadata). Nothing of this run "
-                    "was committed. Re-run to write on top of the new tip."
+                    f"run's ({str(exc).splitlines()[0]}). Nothing of this run was committed. "
+                    "Re-run to write on top of the new tip."
                 ) from exc
             except icechunk.ConflictError as exc:
                 last_error = exc
