@@ -205,8 +205,15 @@ def test_concurrent_writer_overlapping_lands_after(runner, repo_path):
     assert len(commits) == 4
     assert commits[0].parent_id == seen["other"]
     rebase = commits[0].metadata["icechunk_prefect.rebase"]
-    assert (rebase["rounds"], rebase["commits"], rebase["rewritten"], rebase["kept"]) == (1, 1, 1, 1)
-    assert rebase["text"] == "branch moved (1 commit), 1 partition re-written on the new tip, 1 kept"
+    assert (rebase["rounds"], rebase["commits"], rebase["rewritten"], rebase["kept"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert (
+        rebase["text"] == "branch moved (1 commit), 1 partition re-written on the new tip, 1 kept"
+    )
     back = read_back(repo_path)
     np.testing.assert_array_equal(back.a[:20].values, seen["patch"].a.values)
     np.testing.assert_array_equal(back.a[20:30].values, 7.0)  # the other writer's, kept

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from icechunk_prefect.core import metadata
+from icechunk_prefect.core.rebase import OverlapPolicy
 from icechunk_prefect.core.datasets import as_dataset, bytes_per_step
 from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.operations.plans import (
@@ -76,6 +77,7 @@ def write_window(
     write_data: bool = True,
     parameters: Mapping[str, Any] | None = None,
     commit_metadata: Mapping[str, Any] | None = None,
+    on_overlap: OverlapPolicy = "land-after",
 ) -> str:
     """Write a prepared dataset with the core steps (metadata, eager, lazy, merge, commit).
 
@@ -83,7 +85,8 @@ def write_window(
     ``write_data=False`` writes metadata and coordinates only (arrays keep their
     fill value). ``align_chunks`` as in ``to_icechunk`` (the backfill sets it: its
     dataset is rechunked onto the store's grid, and a region starting or ending
-    inside a chunk is written by one task). Returns the snapshot id.
+    inside a chunk is written by one task). ``on_overlap``: see
+    :class:`~icechunk_prefect.writer.FlowDatasetWriter`. Returns the snapshot id.
 
     Example:
         ```python
@@ -107,6 +110,7 @@ def write_window(
         partition_size=partition_size,
         align_chunks=align_chunks,
         parameters=dict(parameters or {}),
+        on_overlap=on_overlap,
     )
     result = writer.run(message, commit_metadata, write_data=write_data)
     get_run_logger().info(
@@ -382,6 +386,7 @@ def backfill_dataset(
     partition_size: int | None = Field(default=None, ge=1),
     dry_run: bool = False,
     cluster: DaskClusterConfig = _LOCAL_CLUSTER,
+    on_overlap: OverlapPolicy = "land-after",
 ) -> OperationResult:
     """Rewrite the days ``start`` .. ``end`` of an existing dataset from the source (region writes).
 
@@ -401,6 +406,11 @@ def backfill_dataset(
             default: about 256 MB per task).
         dry_run: Plan and report the partitions without writing.
         cluster: Dask cluster to write on (default: a local cluster).
+        on_overlap: When other runs committed to the same days during this one
+            (another backfill): land-after writes the partitions they touched again on
+            the new tip and commits (this run's values win, as a later run's would);
+            refuse commits nothing and says what overlapped. Chunks shared without
+            sharing days (an append into the last chunk) are written again either way.
 
     Example:
         ```python
@@ -447,6 +457,7 @@ def backfill_dataset(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "variables": list(plan.variables),
+        "on_overlap": on_overlap,
         "branch": branch,
         "group": group,
         "partition_size": plan.partition_size,
@@ -464,6 +475,7 @@ def backfill_dataset(
         # align_to_store put the dask chunks on the store's grid; the range may start or
         # end inside a chunk (mode 'r+' refuses that unless chunks are aligned by request).
         align_chunks=True,
+        on_overlap=on_overlap,
         parameters=params,
         commit_metadata={
             **_operation_metadata("backfill"),
