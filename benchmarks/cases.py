@@ -452,3 +452,119 @@ def verify_append(path: str, base_steps: int, steps: list[xr.Dataset]) -> None:
 def tiny_dataset() -> xr.Dataset:
     """A few KB: 8 daily steps of a 4 x 8 grid, three variables, two time chunks."""
     return synthetic_climate(periods=8, nlat=4, nlon=8, time_chunk=4)
+
+
+# ------------------------------------------------------------- row 10: two writers
+
+_APPENDER = """
+import sys, time
+from pathlib import Path
+from icechunk_prefect import DaskClusterConfig, SyntheticSource, append_dataset
+repo, address, stop, every, first, nlat, nlon, chunk = sys.argv[1:9]
+cluster = DaskClusterConfig(address=address)
+periods = int(first)
+while not Path(stop).exists():
+    t0 = time.monotonic()
+    periods += 1
+    source = SyntheticSource(periods=periods, nlat=int(nlat), nlon=int(nlon),
+                             time_chunk=int(chunk))
+    result = append_dataset(repo, source, partition_size=int(chunk), cluster=cluster)
+    print("APPENDED" if result.committed else "NOTHING", result.snapshot_id, flush=True)
+    time.sleep(max(0.0, float(every) - (time.monotonic() - t0)))
+"""
+
+
+def backfill_under_appends(
+    workdir: Path,
+    address: str,
+    *,
+    nlat: int,
+    nlon: int,
+    time_chunk: int,
+    partitions: int,
+    append_every: float,
+) -> dict[str, Any]:
+    """A backfill of the newest ``partitions`` chunks of a daily dataset (the last chunk
+    partly filled), run twice from a fresh plan: alone, then while another process
+    appends one day every ``append_every`` seconds (as an hourly schedule would, only
+    faster). Returns both wall times, the rounds, partitions re-written and kept, and
+    the appends that landed during the second backfill; checks the values."""
+    import subprocess
+    import sys
+    import threading
+
+    from icechunk_prefect import DaskClusterConfig, SyntheticSource
+    from icechunk_prefect.core.metadata import REBASE
+    from icechunk_prefect.operations import backfill_dataset, create_dataset
+
+    path = fresh(workdir, "row10")
+    periods = partitions * time_chunk + time_chunk // 2  # the last chunk half full
+    cluster = DaskClusterConfig(address=address)
+
+    def source(n: int) -> SyntheticSource:
+        return SyntheticSource(periods=n, nlat=nlat, nlon=nlon, time_chunk=time_chunk)
+
+    create_dataset(path, source(periods), fill=True, partition_size=time_chunk, cluster=cluster)
+    start = source(periods).template().indexes["time"][time_chunk // 2].date()
+    end = source(periods).template().indexes["time"][-1].date()
+
+    def backfill() -> tuple[float, dict[str, Any]]:
+        t0 = time.perf_counter()
+        result = backfill_dataset(
+            path, start, end, source(periods), partition_size=time_chunk, cluster=cluster
+        )
+        seconds = time.perf_counter() - t0
+        repo = create_repo_handle(path)
+        meta = next(iter(repo.ancestry(snapshot_id=result.snapshot_id))).metadata or {}
+        return seconds, meta.get(REBASE) or {}
+
+    backfill()  # warm-up (untimed): imports, first plan
+    alone, _ = backfill()
+    stop = workdir / "row10-stop"
+    stop.unlink(missing_ok=True)
+    appender = subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, path, address, str(stop), str(append_every),
+         str(periods), str(nlat), str(nlon), str(time_chunk)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(appender.stdout.readline, "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any(line.startswith("APPENDED") for line in lines):  # appends under way
+            if appender.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the appender did not append: {appender.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        before = len(list(create_repo_handle(path).ancestry(branch="main")))
+        during, rebase = backfill()
+        after = len(list(create_repo_handle(path).ancestry(branch="main")))
+    finally:
+        stop.touch()
+        _, err = appender.communicate(timeout=300)
+        reader.join()
+    appended = sum(line.startswith("APPENDED") for line in lines)
+    if appender.returncode != 0 or not appended:
+        raise RuntimeError(f"the appender failed: {err[-2000:]}")
+    ds = xr.open_zarr(create_repo_handle(path).readonly_session("main").store, consolidated=False)
+    ds = ds.isel(time=slice(0, periods + appended)).load()
+    for name in ds.data_vars:
+        np.testing.assert_allclose(ds[name].values, expected_values(ds, name), rtol=1e-6)
+    cleanup(path)
+    return {
+        "alone": alone,
+        "during": during,
+        "rounds": rebase.get("rounds", 0),
+        "rewritten": rebase.get("rewritten", 0),
+        "kept": rebase.get("kept", partitions),
+        "partitions": partitions,
+        "appends_during": after - before - 1,
+        "appends": appended,
+        "days": periods,
+    }
+
+
+def create_repo_handle(path: str) -> Any:
+    import icechunk
+
+    return icechunk.Repository.open(icechunk.local_filesystem_storage(path))

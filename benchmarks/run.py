@@ -30,6 +30,10 @@ Rows (``--rows`` takes the numbers; ``demo`` is an alias of 7, ``--skip-demo`` d
   8         append one time step to the 2 GB dataset: flow <= plain to_icechunk + commit + 1.5 s
   9         a tiny flow call on the running cluster and API (median of 3, after a warm-up)
             <= 2.0 s
+  10        two writers: a backfill of the newest --backfill-partitions chunks while another
+            process appends a day every --append-every seconds: it lands; partitions re-written
+            <= those holding a collided chunk (one per round: the last chunk); wall time
+            <= 1.1 x the same backfill alone
 
 Without ``--address`` the Dask cluster (a LocalCluster) runs in a separate process, so the
 benchmark process's CPU time is the flow process's alone. Prints a markdown table (with the
@@ -54,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
 ROW_ALIASES = {"demo": "7"}
 MB = 1e6
 MEMORY_TOLERANCE_MB = 32  # row 6: peak RSS growth still counted as "not growing"
@@ -93,6 +97,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="rows 7a/7b: extra arguments of `icechunk-prefect demo` (default: none, the demo's "
         f"own sizes; quick: {' '.join(QUICK_DEMO_ARGS)!r})",
     )
+    p.add_argument(
+        "--backfill-partitions",
+        type=int,
+        help="row 10: chunks (partitions) the backfill rewrites (default 24; quick 3)",
+    )
+    p.add_argument(
+        "--append-every",
+        type=float,
+        default=4.0,
+        help="row 10: seconds between the other process's appends (default 4)",
+    )
     p.add_argument("--skip-demo", action="store_true", help="leave out rows 7a/7b (the demo)")
     p.add_argument(
         "--rows",
@@ -116,6 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.resume_partitions = args.resume_partitions or (4 if quick else 8)
     args.resume_small_gb = args.resume_small_gb or (0.001 if quick else 0.25)
     args.repeat = args.repeat or (1 if quick else 3)
+    args.backfill_partitions = args.backfill_partitions or (3 if quick else 24)
     if args.demo_args is None:
         args.demo_args = list(QUICK_DEMO_ARGS) if quick else []
     else:
@@ -717,6 +733,8 @@ def _rows(
             )
     if "6" in args.rows:
         row_6(args, workdir, address, shape, cases, report)
+    if "10" in args.rows:
+        row_10(args, workdir, address, cases, report)
 
     report.notes.append(
         "MB/s counts the data variables' uncompressed bytes (1 MB = 10^6 bytes). Wall times "
@@ -845,6 +863,37 @@ def rows_1_2(
             f"1a: {ratio['1a']:.2f} (plain, reference)",
             verdict(ratio["1c"], 0.85, at_least=True, name="1c (partitioned flow, judged)"),
         )
+
+
+def row_10(
+    args: argparse.Namespace, workdir: Path, address: str, cases: Any, report: Report
+) -> None:
+    nlat, nlon, chunk = (16, 32, 10) if args.quick else (360, 720, 10)
+    r = cases.backfill_under_appends(
+        workdir,
+        address,
+        nlat=nlat,
+        nlon=nlon,
+        time_chunk=chunk,
+        partitions=args.backfill_partitions,
+        append_every=args.append_every,
+    )
+    ratio = r["during"] / r["alone"]
+    step_mb = 3 * nlat * nlon * 4 / MB
+    report.row(
+        "10",
+        f"two writers: `backfill_dataset` of the newest {r['partitions']} chunks "
+        f"({r['partitions'] * chunk} days of 3 x {nlat} x {nlon} float32, "
+        f"{r['partitions'] * chunk * step_mb:,.0f} MB; the last chunk half full) while another "
+        f"process runs `append_dataset` of one day every {args.append_every:g} s",
+        f"landed: {r['rounds']} round(s), {r['rewritten']} partition(s) re-written on the new "
+        f"tip, {r['kept']} kept; {r['appends_during']} append(s) committed during it "
+        f"({r['appends']} in all); with appends {fmt_s(r['during'])}, alone {fmt_s(r['alone'])}; "
+        "values verified",
+        f"{ratio:.2f} x alone; re-written {r['rewritten']} / rounds {r['rounds']}",
+        f"{verdict(ratio, 1.1)}; re-written <= {r['rounds']} (one collided chunk a round): "
+        f"{'met' if r['rewritten'] <= r['rounds'] else 'missed'}",
+    )
 
 
 def row_9(workdir: Path, address: str, cases: Any, report: Report) -> None:

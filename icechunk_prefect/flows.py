@@ -21,6 +21,7 @@ from icechunk_prefect.core.checks import Check
 from icechunk_prefect.core.planning import (
     DEFAULT_PARTITION_BYTES,
 )
+from icechunk_prefect.core.rebase import OverlapPolicy
 from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.runtime import IcechunkDaskTaskRunner
 from icechunk_prefect.serialization import register_parameter_encoders
@@ -74,6 +75,7 @@ def to_icechunk(
     resume: bool = True,
     cluster_timeout: float | None = None,
     partitions_per_task: int | None = None,
+    on_overlap: OverlapPolicy = "land-after",
 ) -> str:
     """Write an xarray object to a group of an Icechunk repository, and commit once.
 
@@ -92,6 +94,11 @@ def to_icechunk(
     ``partitions_per_task`` groups partitions into one task run each (default: one
     each while there are few; see :class:`~icechunk_prefect.writer.FlowDatasetWriter`);
     each partition still is its own Dask task and is resumed on its own.
+    When other writers commit to the branch during the run, the partitions holding
+    chunks they wrote too are written again on the new tip; ``on_overlap`` says what
+    to do when they also changed elements of this run's region (``"land-after"``:
+    land after them, this run's values win; ``"refuse"``: commit nothing; see
+    docs/reliability.md, "Two writers on one dataset").
 
     Example:
         ```python
@@ -125,6 +132,7 @@ def to_icechunk(
         resume=resume,
         cluster_timeout=cluster_timeout,
         partitions_per_task=partitions_per_task,
+        on_overlap=on_overlap,
         parameters=_parameters(
             branch=branch,
             group=group,
@@ -134,6 +142,7 @@ def to_icechunk(
             partitioned=partitioned,
             partition_dim=partition_dim,
             partition_size=partition_size,
+            on_overlap=on_overlap,
             repo=resolve_repository(repo).describe(),
         ),
     )
@@ -254,6 +263,7 @@ def store_dask(
             branch=branch,
             partitioned=partitioned,
             partition_size=partition_size,
+            on_overlap=on_overlap,
             repo=resolve_repository(repo).describe(),
         ),
     )

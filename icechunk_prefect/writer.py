@@ -138,6 +138,15 @@ class FlowDatasetWriter:
     bounds the wait on a cluster that cannot run the lazy writes (no workers, the
     scheduler gone; see :func:`~icechunk_prefect.core.cluster.cluster_timeout`).
 
+    Other writers may commit to the branch during the run. Where their commits
+    wrote chunks this run wrote too, ``commit()`` writes the partitions holding
+    them again on the new tip, keeps the others, validates and commits (at most
+    ``rebase_rounds`` rounds); ``on_overlap`` says what to do when they changed
+    elements of this run's own region (``"land-after"``, the default: this run's
+    values win, as a later run's would; ``"refuse"``: commit nothing). A change the
+    run was planned against (array metadata, e.g. another append; its in-memory
+    variables) is refused. See :mod:`~icechunk_prefect.core.rebase`.
+
     Example:
         ```python
         import numpy as np, xarray as xr, zarr

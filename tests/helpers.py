@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import dask.array as da
+import httpx
 import icechunk
 import numpy as np
 import pandas as pd
@@ -174,3 +175,17 @@ def flow_run_logs(flow_run_id: object, contains: str = "", wait: float = 15.0) -
         if any(contains in m for m in messages) or time.monotonic() > deadline:
             return messages
         time.sleep(0.5)
+
+
+def artifacts(flow_run_id: object) -> list[dict[str, Any]]:
+    """The flow run's artifacts, as the API returns them (raw: prefect 3.8's client sends
+    nulls this server version refuses)."""
+    body = {
+        "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
+        "limit": 50,
+        "offset": 0,
+        "sort": "CREATED_DESC",
+    }
+    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/artifacts/filter", json=body)
+    response.raise_for_status()
+    return response.json()

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
-from uuid import UUID
 
 import dask.array as da
-import httpx
 import icechunk
 import pytest
 import zarr
@@ -34,7 +31,7 @@ from icechunk_prefect.reporting.history import commit_history
 from icechunk_prefect.reporting.progress import ProgressTracker, progress_listener
 from icechunk_prefect.reporting.publish import COMMIT_EVENT, commit_resource_id, summary_markdown
 from icechunk_prefect.reporting.summary import summarize_commit
-from tests.helpers import history, open_repo, small_dataset
+from tests.helpers import artifacts, history, open_repo, small_dataset
 
 
 class _Lines(logging.Handler):
@@ -74,20 +71,6 @@ def written(dask_cluster, tmp_path_factory) -> dict[str, Any]:
         "seen": seen,
         "lines": tap.lines,
     }
-
-
-def _artifacts(flow_run_id: UUID) -> list[dict[str, Any]]:
-    """The flow run's artifacts, as the API returns them (raw: prefect 3.8's client sends
-    nulls this server version refuses)."""
-    body = {
-        "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
-        "limit": 50,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/artifacts/filter", json=body)
-    response.raise_for_status()
-    return response.json()
 
 
 def _commit_events(resource_id: str, snapshot: str) -> list[Any]:
@@ -138,7 +121,7 @@ def test_progress_is_reported_per_partition(written):
         "time[2024-01-21..2024-01-30]",
         "time[2024-01-31..2024-02-09]",
     }
-    progress = [a for a in _artifacts(written["flow_run_id"]) if a["type"] == "progress"]
+    progress = [a for a in artifacts(written["flow_run_id"]) if a["type"] == "progress"]
     assert len(progress) == 1
     assert progress[0]["key"] == "icechunk-write-progress"
     assert float(progress[0]["data"]) == 100.0
@@ -148,7 +131,7 @@ def test_progress_is_reported_per_partition(written):
 def test_commit_summary_artifact(written):
     path, snapshot = written["path"], written["snapshot"]
     parent = history(path)[1].id
-    md = [a for a in _artifacts(written["flow_run_id"]) if a["type"] == "markdown"]
+    md = [a for a in artifacts(written["flow_run_id"]) if a["type"] == "markdown"]
     assert len(md) == 1 and md[0]["key"] == "icechunk-commit-main"
     text = md[0]["data"]
     assert f"| snapshot | `{snapshot}` |" in text
@@ -235,7 +218,7 @@ def test_store_dask_reports_progress_and_commit(runner, repo_path):
     assert sorted(label for _, label in seen[1:]) == ["a[0:4]", "a[4:8]"]
     run_id = state.state_details.flow_run_id
     assert run_id is not None
-    md = [a for a in _artifacts(run_id) if a["type"] == "markdown"]
+    md = [a for a in artifacts(run_id) if a["type"] == "markdown"]
     assert len(md) == 1
     assert f"| parent | `{base}` |" in md[0]["data"]
     assert "| chunks written | 4 in 1 arrays |" in md[0]["data"]

@@ -38,7 +38,7 @@ from icechunk_prefect.operations.sources import ImportedSource, SyntheticSource
 from icechunk_prefect.synthetic import expected_values
 from icechunk_prefect.testing.faults import PAUSE_BEFORE_COMMIT
 from tests.fault_helpers import computations
-from tests.helpers import task_states
+from tests.helpers import artifacts, task_states
 
 ROOT = Path(__file__).resolve().parent.parent
 VARS = ["t2m", "precip"]
@@ -178,12 +178,12 @@ def test_backfill_of_the_newest_days_lands_while_an_append_commits(
     assert len(history) == 4
     assert [c.message.split()[0] for c in history[:3]] == ["Backfill", "Append", "Create"]
     rebase = history[0].metadata[REBASE]
-    assert (rebase["rounds"], rebase["commits"], rebase["rewritten"], rebase["kept"]) == (
-        1,
-        1,
-        1,
-        4,
+    assert (
+        rebase["text"] == "branch moved (1 commit), 1 partition re-written on the new tip, 4 kept"
     )
+    assert (rebase["rounds"], rebase["commits"]) == (1, 1)
+    shown = [str(a["data"]) for a in artifacts(history[0].metadata[FLOW_RUN_ID])]
+    assert any(f"| landing | {rebase['text']} |" in d for d in shown), shown  # commit artifact
     ds = read(dataset)
     assert ds.sizes["time"] == 46
     assert_values(ds, slice(0, 45), 100.0)  # the backfill, in full

@@ -21,8 +21,8 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from icechunk_prefect.core import metadata
-from icechunk_prefect.core.rebase import OverlapPolicy
 from icechunk_prefect.core.datasets import as_dataset, bytes_per_step
+from icechunk_prefect.core.rebase import OverlapPolicy
 from icechunk_prefect.errors import ConfigurationError
 from icechunk_prefect.operations.plans import (
     GapPolicy,

@@ -169,6 +169,7 @@ def summary_markdown(summary: CommitSummary) -> str:
         ("chunks written", f"{summary.chunks_written:,} in {summary.arrays_written} arrays"),
         ("bytes written", size),
         ("duration", f"{summary.seconds:.1f} s"),
+        ("landing", summary.rebase or "on the tip the run started from"),
         ("flow run", run),
         ("asset", f"`{asset_key(summary.repository, summary.branch, summary.group)}`"),
     ]

@@ -43,6 +43,9 @@ class CommitSummary:
     flow_run_id: str | None = None
     flow_run_name: str | None = None
     group: str | None = None
+    rebase: str | None = None
+    """How the run landed on a branch that moved meanwhile (``None``: it did not move),
+    e.g. ``branch moved (2 commits), 1 partition re-written on the new tip, 72 kept``."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (the event payload)."""
@@ -55,6 +58,7 @@ class CommitSummary:
             f"committed {self.snapshot_id} on {self.branch} (parent {self.parent_snapshot_id}): "
             f"{self.chunks_written} chunks in {self.arrays_written} arrays, {size}, "
             f"{self.partitions} partitions, variables {self.variables}, in {self.seconds:.1f}s"
+            + (f"; {self.rebase}" if self.rebase else "")
         )
 
 
@@ -123,6 +127,7 @@ def summarize_commit(
         flow_run_id=meta.get(metadata.FLOW_RUN_ID),
         flow_run_name=meta.get(metadata.FLOW_RUN_NAME),
         group=group_path(group) or None,
+        rebase=(meta.get(metadata.REBASE) or {}).get("text"),
     )
 
 
