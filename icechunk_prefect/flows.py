@@ -263,7 +263,6 @@ def store_dask(
             branch=branch,
             partitioned=partitioned,
             partition_size=partition_size,
-            on_overlap=on_overlap,
             repo=resolve_repository(repo).describe(),
         ),
     )

@@ -383,7 +383,8 @@ class FlowDatasetWriter:
                 if progress.failed:
                     for future in self._lazy_forks:
                         future.result()  # the first failed write raises its error
-                self._units = [None] * max(len(self.plan.partitions), 1)  # type: ignore[list-item]
+                count = len(self.plan.partitions) if self.partitioned else 1
+                self._units = [None] * count  # type: ignore[list-item]  # (filled by _collect)
                 redo = self._collect(self._batches, self._lazy_forks)
                 if redo:
                     self._collect(*self._submit(redo, again=True))

@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -155,7 +155,7 @@ def _other_writer(repo_path: str, start: int, stop: int, value: float) -> str:
 
 
 def _write_region_with_interloper(
-    runner, repo_path: str, start: int, stop: int, **options: object
+    runner, repo_path: str, start: int, stop: int, **options: Any
 ) -> dict:
     seen: dict = {}
     patch = small_dataset(periods=20, seed=7).drop_vars(["x", "label"])

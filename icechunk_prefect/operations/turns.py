@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
 
@@ -57,12 +57,10 @@ def _ensure_limit(name: str) -> None:
         try:
             client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            try:
+            with suppress(ObjectAlreadyExists):  # another run may have created it meanwhile
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=name, limit=TURN_SLOTS)
                 )
-            except ObjectAlreadyExists:  # another run created it meanwhile
-                pass
 
 
 @contextmanager
