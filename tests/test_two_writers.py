@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -79,10 +80,16 @@ class Run:
     """An operational flow in its own process; ``drive`` answers its pauses before commit."""
 
     def __init__(
-        self, flow: str, parameters: dict[str, Any], tmp: Path, *, pause: bool = True
+        self,
+        flow: str,
+        parameters: dict[str, Any],
+        tmp: Path,
+        *,
+        pause: bool = True,
+        **env_extra: str,
     ) -> None:
         self.marker = tmp / f"pause-{uuid.uuid4().hex[:8]}"
-        env = {**os.environ, RESULT_STORAGE_ENV: str(tmp / "results")}
+        env = {**os.environ, RESULT_STORAGE_ENV: str(tmp / "results"), **env_extra}
         if pause:
             env[PAUSE_BEFORE_COMMIT] = str(self.marker)
         self.proc = subprocess.Popen(
@@ -357,5 +364,57 @@ def test_backfill_lands_while_an_append_commits_on_s3(
     assert len(history) == 4
     assert history[0].metadata[REBASE]["rewritten"] == 1
     ds = xr.open_zarr(repository.readonly_session("main").store, consolidated=False).load()
+    assert_values(ds, slice(0, 45), 100.0)
+    assert_values(ds, slice(45, 46), 0.0)
+
+
+def test_take_turns_makes_the_append_wait_for_the_backfill(
+    dataset: str, cluster: DaskClusterConfig, tmp_path: Path
+) -> None:
+    """With take_turns on both, the scheduled append waits (holding nothing) while the
+    backfill holds the dataset's turn, then appends after the backfill's commit: the
+    backfill needs no round, and the append's day is there."""
+    from prefect.client.orchestration import get_client
+
+    from icechunk_prefect.operations.turns import turn_name
+
+    address = str(cluster.address)
+    params = backfill(dataset, "2024-01-01", "2024-02-14", offset(100), address, take_turns=True)
+    run = Run("backfill", params, tmp_path)
+    deadline = time.monotonic() + 120
+    while not run.marker.exists():  # paused before its commit, holding the turn
+        assert run.proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    append = {
+        "repository": dataset,
+        "source": synthetic(46).model_dump(mode="json"),
+        "partition_size": 10,
+        "cluster": {"address": address},
+        "take_turns": True,
+    }
+    waiting = Run("append", append, tmp_path, pause=False, PREFECT_LOGGING_LEVEL="INFO")
+    lines: list[str] = []
+    stderr = waiting.proc.stderr
+    assert stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")))
+    reader.start()
+    while not any("Waiting for the dataset's turn" in line for line in lines):
+        assert waiting.proc.poll() is None and time.monotonic() < deadline + 60, lines[-20:]
+        time.sleep(0.1)
+    time.sleep(3)
+    assert waiting.proc.poll() is None  # still waiting
+    assert len(commits(dataset)) == 2  # nothing landed meanwhile
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(turn_name(dataset, "main", None))
+    assert (limit.limit, limit.active_slots) == (1, 1)
+    run.marker.unlink()
+    assert run.drive().startswith("OK")
+    out, _ = waiting.proc.communicate(timeout=300)
+    reader.join()
+    assert out.strip().splitlines()[-1].startswith("OK"), lines[-20:]
+    history = commits(dataset)
+    assert [c.message.split()[0] for c in history[:3]] == ["Append", "Backfill", "Create"]
+    assert REBASE not in history[1].metadata  # the backfill landed without a round
+    ds = read(dataset)
     assert_values(ds, slice(0, 45), 100.0)
     assert_values(ds, slice(45, 46), 0.0)

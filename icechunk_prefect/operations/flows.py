@@ -31,6 +31,7 @@ from icechunk_prefect.operations.plans import (
     prepare_backfill,
 )
 from icechunk_prefect.operations.sources import SourceConfig, SyntheticSource, as_source
+from icechunk_prefect.operations.turns import dataset_turn
 from icechunk_prefect.operations.windows import WindowPlan, plan_partitions, read_extent
 from icechunk_prefect.runtime import DaskClusterConfig
 from icechunk_prefect.serialization import register_parameter_encoders
@@ -159,6 +160,7 @@ def create_dataset(
     partition_size: int | None = Field(default=None, ge=1),
     message: str | None = None,
     cluster: DaskClusterConfig = _LOCAL_CLUSTER,
+    take_turns: bool = False,
 ) -> OperationResult:
     """Create a dataset from the source's template over its full extent.
 
@@ -176,6 +178,9 @@ def create_dataset(
         partition_size: Time steps per write task (a multiple of the chunk size).
         message: Commit message.
         cluster: Dask cluster to write on (default: a local cluster).
+        take_turns: Wait for the other runs of this dataset that also take turns
+            (a Prefect global concurrency limit of one slot per dataset, held from
+            planning to commit) instead of writing alongside them.
 
     Example:
         ```python
@@ -189,61 +194,62 @@ def create_dataset(
     """
     repo = resolve_repository(repository)
     repo.open_repository(create=True)
-    existing = read_extent(repo, branch, group) if not overwrite else None
-    if existing is not None:
-        raise ConfigurationError(
-            f"A dataset already exists in {repo.describe()} (branch {branch!r}, group "
-            f"{group or '/'!r}; {existing.describe()}). Pass overwrite=True to replace it, or "
-            "use the append / backfill flows to update it."
+    with dataset_turn(repo, branch, group, enabled=take_turns):
+        existing = read_extent(repo, branch, group) if not overwrite else None
+        if existing is not None:
+            raise ConfigurationError(
+                f"A dataset already exists in {repo.describe()} (branch {branch!r}, group "
+                f"{group or '/'!r}; {existing.describe()}). Pass overwrite=True to replace it, or "
+                "use the append / backfill flows to update it."
+            )
+        src = as_source(source)
+        template = _chunked_as_encoded(as_dataset(src.template()))
+        units = {
+            str(n): int(v.encoding["chunks"][v.dims.index("time")])
+            for n, v in template.data_vars.items()
+            if "time" in v.dims and v.encoding.get("chunks")
+        }
+        n = template.sizes.get("time", 0)
+        size, parts = plan_partitions(
+            0,
+            n,
+            units,
+            partition_size=partition_size,
+            bytes_per_step=bytes_per_step(template, list(units), "time"),
         )
-    src = as_source(source)
-    template = _chunked_as_encoded(as_dataset(src.template()))
-    units = {
-        str(n): int(v.encoding["chunks"][v.dims.index("time")])
-        for n, v in template.data_vars.items()
-        if "time" in v.dims and v.encoding.get("chunks")
-    }
-    n = template.sizes.get("time", 0)
-    size, parts = plan_partitions(
-        0,
-        n,
-        units,
-        partition_size=partition_size,
-        bytes_per_step=bytes_per_step(template, list(units), "time"),
-    )
-    params = {
-        "operation": "create",
-        "repository": repo.describe(),
-        "source": _source_json(source),
-        "branch": branch,
-        "group": group,
-        "overwrite": overwrite,
-        "fill": fill,
-        "partition_size": size,
-    }
-    sid = _run_write(
-        cluster,
-        "create",
-        dataset=template,
-        repository=repository,
-        message=message or f"Create dataset ({n} time steps{', with data' if fill else ''})",
-        branch=branch,
-        group=group,
-        mode="w" if overwrite else "w-",
-        partition_size=size,
-        write_data=fill,
-        parameters=params,
-        commit_metadata=_operation_metadata("create"),
-    )
-    written = f"with data in {len(parts)} partition(s)" if fill else "holding fill values only"
-    summary = (
-        f"Created {sorted(map(str, template.data_vars))} over {n} time steps, {written}: "
-        f"snapshot {sid}."
-    )
-    get_run_logger().info(summary)
-    return OperationResult(
-        operation="create", committed=True, snapshot_id=sid, summary=summary, plan=params
-    )
+        params = {
+            "operation": "create",
+            "repository": repo.describe(),
+            "source": _source_json(source),
+            "branch": branch,
+            "group": group,
+            "overwrite": overwrite,
+            "fill": fill,
+            "partition_size": size,
+        }
+        sid = _run_write(
+            cluster,
+            "create",
+            dataset=template,
+            repository=repository,
+            message=message or f"Create dataset ({n} time steps{', with data' if fill else ''})",
+            branch=branch,
+            group=group,
+            mode="w" if overwrite else "w-",
+            partition_size=size,
+            write_data=fill,
+            parameters=params,
+            commit_metadata=_operation_metadata("create"),
+        )
+        written = f"with data in {len(parts)} partition(s)" if fill else "holding fill values only"
+        summary = (
+            f"Created {sorted(map(str, template.data_vars))} over {n} time steps, {written}: "
+            f"snapshot {sid}."
+        )
+        get_run_logger().info(summary)
+        return OperationResult(
+            operation="create", committed=True, snapshot_id=sid, summary=summary, plan=params
+        )
 
 
 def _chunked_as_encoded(ds: xr.Dataset) -> xr.Dataset:
@@ -275,6 +281,7 @@ def append_dataset(
     partition_size: int | None = Field(default=None, ge=1),
     dry_run: bool = False,
     cluster: DaskClusterConfig = _LOCAL_CLUSTER,
+    take_turns: bool = False,
 ) -> OperationResult:
     """Append the source's time steps that the store does not hold yet (scheduled).
 
@@ -296,6 +303,9 @@ def append_dataset(
             default: about 256 MB per task).
         dry_run: Plan and report the partitions without writing.
         cluster: Dask cluster to write on (default: a local cluster).
+        take_turns: Wait for the other runs of this dataset that also take turns
+            (a Prefect global concurrency limit of one slot per dataset, held from
+            planning to commit) instead of writing alongside them.
 
     Example:
         ```python
@@ -312,66 +322,71 @@ def append_dataset(
     logger = get_run_logger()
     check_dates(start, end)
     repo = resolve_repository(repository)
-    plan, ds = prepare_append(
-        repo,
-        as_source(source),
-        branch=branch,
-        group=group,
-        start=start,
-        end=end,
-        on_gap=on_gap,
-        partition_size=partition_size,
-    )
-    params = {
-        "operation": "append",
-        "repository": repo.describe(),
-        "source": _source_json(source),
-        "start": start.isoformat() if start else None,
-        "end": end.isoformat() if end else None,
-        "on_gap": on_gap,
-        "branch": branch,
-        "group": group,
-        "partition_size": plan.partition_size,
-    }
-    if ds is None:
-        summary = " ".join(plan.notes) + " No commit made."
-        logger.info(summary)
-        _report(plan, "Append: nothing to write")
-        return OperationResult(
-            operation="append", committed=False, summary=summary, plan=plan.describe()
+    with dataset_turn(repo, branch, group, enabled=take_turns and not dry_run):
+        plan, ds = prepare_append(
+            repo,
+            as_source(source),
+            branch=branch,
+            group=group,
+            start=start,
+            end=end,
+            on_gap=on_gap,
+            partition_size=partition_size,
         )
-    what = (
-        f"{plan.steps} step(s) {plan.first} .. {plan.last} at positions "
-        f"[{plan.start}:{plan.stop}) in {len(plan.partitions)} partition(s)"
-    )
-    _report(plan, f"Append {what}{' (dry run)' if dry_run else ''}")
-    if dry_run:
-        summary = f"Dry run: would append {what}. {' '.join(plan.notes)}".strip()
+        params = {
+            "operation": "append",
+            "repository": repo.describe(),
+            "source": _source_json(source),
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
+            "on_gap": on_gap,
+            "branch": branch,
+            "group": group,
+            "partition_size": plan.partition_size,
+        }
+        if ds is None:
+            summary = " ".join(plan.notes) + " No commit made."
+            logger.info(summary)
+            _report(plan, "Append: nothing to write")
+            return OperationResult(
+                operation="append", committed=False, summary=summary, plan=plan.describe()
+            )
+        what = (
+            f"{plan.steps} step(s) {plan.first} .. {plan.last} at positions "
+            f"[{plan.start}:{plan.stop}) in {len(plan.partitions)} partition(s)"
+        )
+        _report(plan, f"Append {what}{' (dry run)' if dry_run else ''}")
+        if dry_run:
+            summary = f"Dry run: would append {what}. {' '.join(plan.notes)}".strip()
+            logger.info(summary)
+            return OperationResult(
+                operation="append", committed=False, summary=summary, plan=plan.describe()
+            )
+        sid = _run_write(
+            cluster,
+            f"append {plan.first[:10]}..{plan.last[:10]}",
+            dataset=ds,
+            repository=repository,
+            message=f"Append {plan.steps} step(s): {plan.first} .. {plan.last}",
+            branch=branch,
+            group=group,
+            append_dim=plan.dim,
+            partition_size=plan.partition_size,
+            parameters=params,
+            commit_metadata={
+                **_operation_metadata("append"),
+                metadata.WINDOW: plan.describe(),
+            },
+        )
+        summary = f"Appended {what}: snapshot {sid}. {' '.join(plan.notes)}".strip()
         logger.info(summary)
         return OperationResult(
-            operation="append", committed=False, summary=summary, plan=plan.describe()
+            operation="append",
+            committed=True,
+            snapshot_id=sid,
+            summary=summary,
+            plan=plan.describe(),
         )
-    sid = _run_write(
-        cluster,
-        f"append {plan.first[:10]}..{plan.last[:10]}",
-        dataset=ds,
-        repository=repository,
-        message=f"Append {plan.steps} step(s): {plan.first} .. {plan.last}",
-        branch=branch,
-        group=group,
-        append_dim=plan.dim,
-        partition_size=plan.partition_size,
-        parameters=params,
-        commit_metadata={
-            **_operation_metadata("append"),
-            metadata.WINDOW: plan.describe(),
-        },
-    )
-    summary = f"Appended {what}: snapshot {sid}. {' '.join(plan.notes)}".strip()
-    logger.info(summary)
-    return OperationResult(
-        operation="append", committed=True, snapshot_id=sid, summary=summary, plan=plan.describe()
-    )
 
 
 @flow(name="icechunk-backfill", log_prints=True)
@@ -387,6 +402,7 @@ def backfill_dataset(
     dry_run: bool = False,
     cluster: DaskClusterConfig = _LOCAL_CLUSTER,
     on_overlap: OverlapPolicy = "land-after",
+    take_turns: bool = False,
 ) -> OperationResult:
     """Rewrite the days ``start`` .. ``end`` of an existing dataset from the source (region writes).
 
@@ -411,6 +427,9 @@ def backfill_dataset(
             the new tip and commits (this run's values win, as a later run's would);
             refuse commits nothing and says what overlapped. Chunks shared without
             sharing days (an append into the last chunk) are written again either way.
+        take_turns: Wait for the other runs of this dataset that also take turns
+            (a Prefect global concurrency limit of one slot per dataset, held from
+            planning to commit) instead of writing alongside them.
 
     Example:
         ```python
@@ -429,61 +448,68 @@ def backfill_dataset(
     logger = get_run_logger()
     check_dates(start, end)
     repo = resolve_repository(repository)
-    plan, ds = prepare_backfill(
-        repo,
-        as_source(source),
-        start=start,
-        end=end,
-        variables=variables,
-        branch=branch,
-        group=group,
-        partition_size=partition_size,
-    )
-    what = (
-        f"{', '.join(plan.variables)} over {plan.first} .. {plan.last} (positions "
-        f"[{plan.start}:{plan.stop}), {len(plan.partitions)} partition(s))"
-    )
-    _report(plan, f"Backfill {what}{' (dry run)' if dry_run else ''}")
-    if dry_run:
-        summary = f"Dry run: would rewrite {what}. Nothing written."
+    with dataset_turn(repo, branch, group, enabled=take_turns and not dry_run):
+        plan, ds = prepare_backfill(
+            repo,
+            as_source(source),
+            start=start,
+            end=end,
+            variables=variables,
+            branch=branch,
+            group=group,
+            partition_size=partition_size,
+        )
+        what = (
+            f"{', '.join(plan.variables)} over {plan.first} .. {plan.last} (positions "
+            f"[{plan.start}:{plan.stop}), {len(plan.partitions)} partition(s))"
+        )
+        _report(plan, f"Backfill {what}{' (dry run)' if dry_run else ''}")
+        if dry_run:
+            summary = f"Dry run: would rewrite {what}. Nothing written."
+            logger.info(summary)
+            return OperationResult(
+                operation="backfill", committed=False, summary=summary, plan=plan.describe()
+            )
+        params = {
+            "operation": "backfill",
+            "repository": repo.describe(),
+            "source": _source_json(source),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "variables": list(plan.variables),
+            "on_overlap": on_overlap,
+            "branch": branch,
+            "group": group,
+            "partition_size": plan.partition_size,
+        }
+        sid = _run_write(
+            cluster,
+            f"backfill {start.isoformat()}..{end.isoformat()}",
+            dataset=ds,
+            repository=repository,
+            message=(
+                f"Backfill {', '.join(plan.variables)}: {start.isoformat()} .. {end.isoformat()}"
+            ),
+            branch=branch,
+            group=group,
+            region={plan.dim: slice(plan.start, plan.stop)},
+            partition_size=plan.partition_size,
+            # align_to_store put the dask chunks on the store's grid; the range may start or
+            # end inside a chunk (mode 'r+' refuses that unless chunks are aligned by request).
+            align_chunks=True,
+            on_overlap=on_overlap,
+            parameters=params,
+            commit_metadata={
+                **_operation_metadata("backfill"),
+                metadata.WINDOW: plan.describe(),
+            },
+        )
+        summary = f"Rewrote {what}: snapshot {sid}."
         logger.info(summary)
         return OperationResult(
-            operation="backfill", committed=False, summary=summary, plan=plan.describe()
+            operation="backfill",
+            committed=True,
+            snapshot_id=sid,
+            summary=summary,
+            plan=plan.describe(),
         )
-    params = {
-        "operation": "backfill",
-        "repository": repo.describe(),
-        "source": _source_json(source),
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "variables": list(plan.variables),
-        "on_overlap": on_overlap,
-        "branch": branch,
-        "group": group,
-        "partition_size": plan.partition_size,
-    }
-    sid = _run_write(
-        cluster,
-        f"backfill {start.isoformat()}..{end.isoformat()}",
-        dataset=ds,
-        repository=repository,
-        message=f"Backfill {', '.join(plan.variables)}: {start.isoformat()} .. {end.isoformat()}",
-        branch=branch,
-        group=group,
-        region={plan.dim: slice(plan.start, plan.stop)},
-        partition_size=plan.partition_size,
-        # align_to_store put the dask chunks on the store's grid; the range may start or
-        # end inside a chunk (mode 'r+' refuses that unless chunks are aligned by request).
-        align_chunks=True,
-        on_overlap=on_overlap,
-        parameters=params,
-        commit_metadata={
-            **_operation_metadata("backfill"),
-            metadata.WINDOW: plan.describe(),
-        },
-    )
-    summary = f"Rewrote {what}: snapshot {sid}."
-    logger.info(summary)
-    return OperationResult(
-        operation="backfill", committed=True, snapshot_id=sid, summary=summary, plan=plan.describe()
-    )
