@@ -290,7 +290,12 @@ def unguarded_script_line() -> tuple[str, int] | None:
     run that line again); ``None`` otherwise (guarded, or no script: ``python -c``, a
     notebook, an interpreter prompt)."""
     main = sys.modules.get("__main__")
-    frame = _module_frame(main) if main is not None else None
+    # What a spawned worker imports again: the main module's file, or its module name
+    # (``python -m``). An interactive session or a notebook has neither.
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if main is None or (getattr(main, "__file__", None) is None and spec_name is None):
+        return None
+    frame = _module_frame(main)
     if frame is None:
         return None
     path = frame.f_code.co_filename
