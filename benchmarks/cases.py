@@ -454,7 +454,152 @@ def tiny_dataset() -> xr.Dataset:
     return synthetic_climate(periods=8, nlat=4, nlon=8, time_chunk=4)
 
 
-# ------------------------------------------------------------- row 10: two writers
+# ------------------------------------------------------------------ row 10
+
+
+def small_dataset(steps: int) -> xr.Dataset:
+    """``steps`` x 205 x 275 float64, one chunk per step (24 steps: 10.8 MB), lazy and
+    deterministic (a seeded dask random field): the same values wherever it is built."""
+    import dask.array as da
+
+    chunks: Any = (1, 205, 275)
+    data = da.random.RandomState(22).random_sample((steps, 205, 275), chunks=chunks)
+    return xr.Dataset(
+        {"v": (("time", "lat", "lon"), data)},
+        coords={"time": np.arange(steps), "lat": np.arange(205.0), "lon": np.arange(275.0)},
+    )
+
+
+def verify_small(path: str, ds: xr.Dataset) -> None:
+    """The repository holds ``ds``'s values (all of them)."""
+    import icechunk
+
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+    back = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    if not np.array_equal(back["v"].values, ds["v"].values):
+        raise AssertionError(f"{path}: v differs from the dataset written")
+
+
+class StartupTimers:
+    """Wall time a call spends starting Prefect's API (``SubprocessASGIServer.start``: the
+    ephemeral server Prefect or this package starts), starting a Dask ``LocalCluster``
+    (its ``__init__``), and importing modules in the calling thread outside those two
+    (outermost ``_find_and_load``). Installed in a fresh benchmark child process only."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.api = self.cluster = self.imports = 0.0
+        self._main = threading.get_ident()
+        self._depth = 0
+        self._busy = False
+
+    def install(self) -> None:
+        """Wrap the import machinery now, and the API and cluster starts when their modules
+        are imported (not before: importing them is part of a user's first call)."""
+        import _frozen_importlib  # type: ignore[import-not-found]
+
+        bootstrap: Any = _frozen_importlib
+        import sys
+
+        pending = {
+            "prefect.server.api.server": lambda m: self._wrap(
+                m.SubprocessASGIServer, "start", "api"
+            ),
+            "distributed.deploy.local": lambda m: self._wrap(m.LocalCluster, "__init__", "cluster"),
+        }
+        for name in list(pending):
+            if name in sys.modules:
+                pending.pop(name)(sys.modules[name])
+        find_and_load = bootstrap._find_and_load
+        timers = self
+
+        def timed_find_and_load(name: str, import_: Any) -> Any:
+            import threading
+
+            if threading.get_ident() != timers._main or timers._busy or timers._depth:
+                module = find_and_load(name, import_)
+            else:
+                timers._depth += 1
+                t0 = time.perf_counter()
+                try:
+                    module = find_and_load(name, import_)
+                finally:
+                    timers.imports += time.perf_counter() - t0
+                    timers._depth -= 1
+            if name in pending:
+                pending.pop(name)(module)
+            return module
+
+        bootstrap._find_and_load = timed_find_and_load
+
+    def _wrap(self, cls: Any, name: str, field_name: str) -> None:
+        original = getattr(cls, name)
+        timers = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            outer = not timers._busy
+            timers._busy = True
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if outer:
+                    timers._busy = False
+                    setattr(
+                        timers, field_name, getattr(timers, field_name) + time.perf_counter() - t0
+                    )
+
+        setattr(cls, name, timed)
+
+    def snapshot(self) -> dict[str, float]:
+        return {"api_s": self.api, "cluster_s": self.cluster, "imports_s": self.imports}
+
+
+def first_calls(kind: str, steps: int, workdir: str) -> dict[str, Any]:
+    """In this fresh process: the first and the second call of ``to_icechunk(ds, path)``
+    with no cluster argument (``kind="flow"``) or of an empty flow (``kind="empty"``), the
+    first broken down by :class:`StartupTimers`."""
+    timers = StartupTimers()
+    timers.install()
+    ds = small_dataset(steps) if kind != "empty" else None
+    if ds is None:
+        from prefect import flow
+
+        @flow(name="empty flow (benchmark)")
+        def empty() -> None:
+            return None
+
+        def call(i: int) -> None:
+            empty()
+
+        nbytes = 0
+    else:
+        from icechunk_prefect import to_icechunk
+
+        nbytes = data_bytes(ds)
+
+        def call(i: int) -> None:
+            to_icechunk(ds, fresh(Path(workdir), f"first-call-{steps}-{i}"), mode="w")
+
+    out: dict[str, Any] = {"kind": kind, "nbytes": nbytes, "calls": []}
+    for i in range(2):
+        before = timers.snapshot()
+        t0 = time.perf_counter()
+        call(i)
+        seconds = time.perf_counter() - t0
+        parts = {k: v - before[k] for k, v in timers.snapshot().items()}
+        parts["rest_s"] = seconds - sum(parts.values())
+        out["calls"].append({"seconds": seconds, **parts})
+    if ds is not None:
+        for i in range(2):
+            path = str(Path(workdir) / f"first-call-{steps}-{i}")
+            verify_small(path, ds)
+            cleanup(path)
+    return out
+
+
+# ------------------------------------------------------------- row 11: two writers
 
 _APPENDER = """
 import sys, time
@@ -497,7 +642,7 @@ def backfill_under_appends(
     from icechunk_prefect.core.metadata import REBASE
     from icechunk_prefect.operations import backfill_dataset, create_dataset
 
-    path = fresh(workdir, "row10")
+    path = fresh(workdir, "row11")
     periods = partitions * time_chunk + time_chunk // 2  # the last chunk half full
     cluster = DaskClusterConfig(address=address)
 
@@ -520,7 +665,7 @@ def backfill_under_appends(
 
     backfill()  # warm-up (untimed): imports, first plan
     alone, _ = backfill()
-    stop = workdir / "row10-stop"
+    stop = workdir / "row11-stop"
     stop.unlink(missing_ok=True)
     appender = subprocess.Popen(
         [sys.executable, "-c", _APPENDER, path, address, str(stop), str(append_every),

@@ -26,11 +26,17 @@ Rows (``--rows`` takes the numbers; ``demo`` is an alias of 7, ``--skip-demo`` d
   5s, 5     resume after a half-way kill, 256 MB / 2 GB: re-run / full <= 0.60 / <= 0.52
   6a-6d     flow process peak memory at two sizes: does not grow with the data
   7a, 7b    ``uv run icechunk-prefect demo`` cold (fresh copy of the project tree, fresh
-            PREFECT_HOME, env build included) <= 30 s / warm (same copy again) <= 15 s
+            PREFECT_HOME, `uv sync --compile-bytecode` included) <= 30 s / warm (same copy
+            again) <= 15 s
   8         append one time step to the 2 GB dataset: flow <= plain to_icechunk + commit + 1.5 s
   9         a tiny flow call on the running cluster and API (median of 3, after a warm-up)
             <= 2.0 s
-  10        two writers: a backfill of the newest --backfill-partitions chunks while another
+  10a-10e   small writes through ``to_icechunk(ds, path)`` with no cluster argument, each size
+            in a fresh process with no Prefect API (10 MB and 100 MB; quick: 1.8 / 7.2 MB):
+            first call (broken down: API start, cluster start, imports, the rest) <= an empty
+            flow's first call in a fresh process (10e) + 3 s; second call <= plain
+            ``to_icechunk`` + commit on the running cluster + 2 s
+  11        two writers: a backfill of the newest --backfill-partitions chunks while another
             process appends a day every --append-every seconds: it lands; partitions re-written
             <= those holding a collided chunk (one per round: the last chunk); wall time
             <= 1.1 x the same backfill alone
@@ -58,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
+ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 ROW_ALIASES = {"demo": "7"}
 MB = 1e6
 MEMORY_TOLERANCE_MB = 32  # row 6: peak RSS growth still counted as "not growing"
@@ -100,13 +106,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--backfill-partitions",
         type=int,
-        help="row 10: chunks (partitions) the backfill rewrites (default 24; quick 3)",
+        help="row 11: chunks (partitions) the backfill rewrites (default 24; quick 3)",
     )
     p.add_argument(
         "--append-every",
         type=float,
         default=4.0,
-        help="row 10: seconds between the other process's appends (default 4)",
+        help="row 11: seconds between the other process's appends (default 4)",
     )
     p.add_argument("--skip-demo", action="store_true", help="leave out rows 7a/7b (the demo)")
     p.add_argument(
@@ -120,7 +126,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the markdown result")
     p.add_argument("--workdir", help="folder for the repositories (default: a temporary one)")
     p.add_argument("--profile", action="store_true", help="add profiles of what dominates")
+    p.add_argument(
+        "--small-steps",
+        type=int,
+        nargs=2,
+        help="row 10: time steps of the two small writes, 451 KB each (default 24 240; quick 4 16)",
+    )
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    p.add_argument("--first-call-child", help=argparse.SUPPRESS)
     p.add_argument("--cluster-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     quick = args.quick
@@ -132,6 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.resume_small_gb = args.resume_small_gb or (0.001 if quick else 0.25)
     args.repeat = args.repeat or (1 if quick else 3)
     args.backfill_partitions = args.backfill_partitions or (3 if quick else 24)
+    args.small_steps = args.small_steps or ([4, 16] if quick else [24, 240])
     if args.demo_args is None:
         args.demo_args = list(QUICK_DEMO_ARGS) if quick else []
     else:
@@ -460,6 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cluster_child:
         cluster_child(json.loads(args.cluster_child))
         return 0
+    if args.first_call_child:
+        spec = json.loads(args.first_call_child)
+        import cases
+
+        result = cases.first_calls(spec["kind"], spec["steps"], spec["workdir"])
+        print("FIRST_CALL_RESULT " + json.dumps(result), flush=True)
+        return 0
 
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="icechunk-prefect-bench-"))
@@ -605,10 +626,10 @@ def demo_rows(
     repo = workdir / "demo-repo"
     runs = {}
     for key in ("7a", "7b"):
-        runs[key] = demo.run_demo(uv, copy, env, repo, args.demo_args, timeout=900)
+        runs[key] = demo.run_demo(uv, copy, env, repo, args.demo_args, 900, build=key == "7a")
     labels = {
-        "7a": "demo, cold: fresh copy of the project, env build (`uv run` makes .venv), "
-        "new PREFECT_HOME",
+        "7a": "demo, cold: fresh copy of the project, env build (`uv sync --compile-bytecode`, "
+        "the README's step 0, timed), new PREFECT_HOME",
         "7b": "demo, warm: the same copy and PREFECT_HOME again",
     }
     for key, run in runs.items():
@@ -735,6 +756,8 @@ def _rows(
         row_6(args, workdir, address, shape, cases, report)
     if "10" in args.rows:
         row_10(args, workdir, address, cases, report)
+    if "11" in args.rows:
+        row_11(args, workdir, address, cases, report)
 
     report.notes.append(
         "MB/s counts the data variables' uncompressed bytes (1 MB = 10^6 bytes). Wall times "
@@ -865,7 +888,7 @@ def rows_1_2(
         )
 
 
-def row_10(
+def row_11(
     args: argparse.Namespace, workdir: Path, address: str, cases: Any, report: Report
 ) -> None:
     nlat, nlon, chunk = (16, 32, 10) if args.quick else (360, 720, 10)
@@ -881,7 +904,7 @@ def row_10(
     ratio = r["during"] / r["alone"]
     step_mb = 3 * nlat * nlon * 4 / MB
     report.row(
-        "10",
+        "11",
         f"two writers: `backfill_dataset` of the newest {r['partitions']} chunks "
         f"({r['partitions'] * chunk} days of 3 x {nlat} x {nlon} float32, "
         f"{r['partitions'] * chunk * step_mb:,.0f} MB; the last chunk half full) while another "
@@ -1094,6 +1117,91 @@ def row_6(
                 ratio,
                 target,
             )
+
+
+def first_call_child(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Run :func:`cases.first_calls` in a fresh process (``env``: no Prefect API); its result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--first-call-child", json.dumps(spec)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    found = [ln for ln in proc.stdout.splitlines() if ln.startswith("FIRST_CALL_RESULT ")]
+    if proc.returncode or not found:
+        raise RuntimeError(
+            f"first-call child {spec} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(found[-1].split(" ", 1)[1])
+
+
+def _breakdown(call: dict[str, float]) -> str:
+    return (
+        f"Prefect API start {fmt_s(call['api_s'])}, cluster start {fmt_s(call['cluster_s'])}, "
+        f"imports {fmt_s(call['imports_s'])}, the rest (flow run, write, commit) "
+        f"{fmt_s(call['rest_s'])}"
+    )
+
+
+def row_10(
+    args: argparse.Namespace, workdir: Path, address: str, cases: Any, report: Report
+) -> None:
+    """Small writes with no cluster argument, first and second call in a fresh process,
+    against an empty flow in a fresh process and plain ``to_icechunk`` on the running cluster.
+
+    The children get no ``PREFECT_API_URL`` (each starts Prefect's temporary API, as a
+    user's script does) and a ``PREFECT_HOME`` of their own, whose database a first,
+    untimed child creates (a user's ``~/.prefect`` persists)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(workdir / "first-call-prefect-home")
+    spec = {"workdir": str(workdir), "steps": 0}
+    first_call_child({**spec, "kind": "empty"}, env)  # untimed: creates the database
+    empty = first_call_child({**spec, "kind": "empty"}, env)
+    e1, e2 = (c["seconds"] for c in empty["calls"])
+    report.row(
+        "10e",
+        "an empty Prefect flow, first and second call in a fresh process with no Prefect API "
+        "(the reference of 10a/10c)",
+        f"first {fmt_s(e1)} ({_breakdown(empty['calls'][0])}); second {fmt_s(e2)}",
+        "",
+        "reference for 10a/10c",
+    )
+    keys = iter("abcd")
+    for steps in args.small_steps:
+        ds = cases.small_dataset(steps)
+        plain = []
+        for i in range(3):  # the first warms the workers up
+            path = cases.fresh(workdir, f"row10-plain-{steps}-{i}")
+            plain.append(cases.write_plain(ds, path, address).seconds)
+            cases.verify_small(path, ds)
+            cases.cleanup(path)
+        up = statistics.median(plain[1:])
+        flow = first_call_child({**spec, "kind": "flow", "steps": steps}, env)
+        (first, second), size = flow["calls"], size_text(flow["nbytes"])
+        what = f"`to_icechunk(ds, path)`, no cluster argument, {size} ({steps} x 205 x 275 float64"
+        what += ", one chunk per step), in a fresh process with no Prefect API"
+        report.row(
+            f"10{next(keys)}",
+            f"{what}: first call",
+            f"{fmt_s(first['seconds'])}: {_breakdown(first)}",
+            f"empty flow's first call {fmt_s(e1)}: {first['seconds'] - e1:+.2f} s",
+            verdict(
+                first["seconds"] - e1, 3.0, unit=" s", digits=0, name="first - empty flow's first"
+            ),
+        )
+        report.row(
+            f"10{next(keys)}",
+            f"{what}: second call",
+            f"{fmt_s(second['seconds'])} (plain `to_icechunk` + commit on the running cluster: "
+            f"{fmt_s(up)}, median of runs {', '.join(fmt_s(x) for x in plain[1:])} after a "
+            "warm-up; both repositories verified)",
+            f"{second['seconds'] - up:+.2f} s vs plain",
+            verdict(second["seconds"] - up, 2.0, unit=" s", digits=0, name="second - plain"),
+        )
+    report.notes.append(
+        "Rows 10a-10d: the breakdown times Prefect's `SubprocessASGIServer.start` (the temporary "
+        "API), `distributed.LocalCluster.__init__` and the imports the calling thread makes "
+        "outside those two; the rest is the flow run itself (tasks, write, commit, Prefect's "
+        "exit of a flow call). Up to 256 MiB the flow's default runner starts a cluster of "
+        "threads in the flow process (see docs/scaling.md)."
+    )
 
 
 if __name__ == "__main__":

@@ -1,20 +1,21 @@
 """Library flows: ``to_icechunk``, ``store_dask`` and the two halves of a "more control" write.
 
-All run on :class:`~icechunk_prefect.runtime.IcechunkDaskTaskRunner` (a local
-Dask cluster by default). To run on another cluster, use Prefect's
-``with_options``::
+All run on :class:`~icechunk_prefect.runtime.IcechunkDaskTaskRunner`: by default a
+local Dask cluster sized to the data (threads in the flow process up to 256 MiB,
+else worker processes; a script that would run itself again in those processes is
+refused: :class:`~icechunk_prefect.runtime.ScriptSafeFlow`). To run on another
+cluster, use Prefect's ``with_options``::
 
     to_icechunk.with_options(task_runner=DaskClusterConfig(address="tcp://sched:8786").task_runner())
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import dask.array as da
 import xarray as xr
-from prefect import flow
 
 from icechunk_prefect.core import metadata
 from icechunk_prefect.core.checks import Check
@@ -23,7 +24,7 @@ from icechunk_prefect.core.planning import (
 )
 from icechunk_prefect.core.rebase import OverlapPolicy
 from icechunk_prefect.core.spec import WriteMode
-from icechunk_prefect.runtime import IcechunkDaskTaskRunner
+from icechunk_prefect.runtime import IcechunkDaskTaskRunner, ScriptSafeFlow
 from icechunk_prefect.serialization import register_parameter_encoders
 from icechunk_prefect.storage.resolve import RepositoryLike, resolve_repository
 from icechunk_prefect.writer import FlowArrayWriter, FlowDatasetWriter
@@ -33,25 +34,38 @@ __all__ = ["finish_write", "prepare_write", "store_dask", "to_icechunk"]
 register_parameter_encoders()
 
 
-def _default_runner() -> Any:
-    """The flows' default task runner: a local cluster of worker processes.
+P = ParamSpec("P")
+R = TypeVar("R")
 
-    (Typed ``Any``: prefect's ``@flow`` stub wants ``TaskRunner[PrefectFuture]``,
+
+def _default_runner() -> Any:
+    """The flows' default task runner: a local cluster sized to the data of each run
+    (threads up to ``SMALL_WRITE_BYTES``, else worker processes; see
+    :func:`~icechunk_prefect.runtime.local_cluster_kwargs`).
+
+    (Typed ``Any``: prefect's ``Flow`` wants ``TaskRunner[PrefectFuture]``,
     which ``DaskTaskRunner``'s ``TaskRunner[PrefectDaskFuture]`` is not, by variance.)
     """
     return IcechunkDaskTaskRunner()
+
+
+def _library_flow(name: str, **options: Any) -> Callable[[Callable[P, R]], ScriptSafeFlow[P, R]]:
+    """``@flow`` for the library flows: a :class:`~icechunk_prefect.runtime.ScriptSafeFlow`
+    on the default runner, parameters not validated (datasets are not pydantic types)."""
+
+    def decorate(fn: Callable[P, R]) -> ScriptSafeFlow[P, R]:
+        return ScriptSafeFlow(
+            fn, name=name, task_runner=_default_runner(), validate_parameters=False, **options
+        )
+
+    return decorate
 
 
 def _parameters(**kwargs: Any) -> dict[str, Any]:
     return {k: metadata.jsonable(v) for k, v in kwargs.items()}
 
 
-@flow(
-    name="icechunk-to-icechunk",
-    task_runner=_default_runner(),
-    validate_parameters=False,
-    log_prints=True,
-)
+@_library_flow("icechunk-to-icechunk", log_prints=True)
 def to_icechunk(
     obj: xr.Dataset | xr.DataArray,
     repo: RepositoryLike,
@@ -150,11 +164,7 @@ def to_icechunk(
     return result.snapshot_id
 
 
-@flow(
-    name="icechunk-prepare-write",
-    task_runner=_default_runner(),
-    validate_parameters=False,
-)
+@_library_flow("icechunk-prepare-write")
 def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
     """First half of a "more control" write as its own flow: metadata and eager variables.
 
@@ -176,11 +186,7 @@ def prepare_write(writer: FlowDatasetWriter) -> FlowDatasetWriter:
     return writer
 
 
-@flow(
-    name="icechunk-finish-write",
-    task_runner=_default_runner(),
-    validate_parameters=False,
-)
+@_library_flow("icechunk-finish-write")
 def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-prefect") -> str:
     """Second half of a "more control" write: lazy variables, merge, commit; returns the snapshot.
 
@@ -200,11 +206,7 @@ def finish_write(writer: FlowDatasetWriter, message: str = "Write with icechunk-
 # ---------------------------------------------------------------- store_dask
 
 
-@flow(
-    name="icechunk-store-dask",
-    task_runner=_default_runner(),
-    validate_parameters=False,
-)
+@_library_flow("icechunk-store-dask")
 def store_dask(
     sources: Sequence[da.Array],
     targets: Sequence[str],

@@ -10,14 +10,30 @@ Configuration for the cluster is a :class:`DaskClusterConfig` (a pydantic model,
 so it renders as a form in the Prefect UI): a local cluster by default, an
 existing scheduler by address, or any cluster class (dask-kubernetes,
 dask-jobqueue, Coiled) by import path with its keyword arguments.
+
+The local cluster a runner with no cluster settings starts (the library flows'
+default) is chosen per run from the data the flow is given (:func:`local_cluster_kwargs`):
+up to :data:`SMALL_WRITE_BYTES`, a cluster of threads in the flow process (started in a
+fraction of a second); beyond that, one worker process per core.
+
+A local cluster of processes starts its workers with Python's "spawn" method, which
+runs the top level of the user's script again in every worker. :class:`ScriptSafeFlow`
+(the library flows' class) refuses, before any flow run exists, a call that would
+make that recursive (:func:`refuse_recursive_call`).
 """
 
 from __future__ import annotations
 
+import ast
 import os
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any, ParamSpec, Self, TypeVar, cast
 
-from prefect.context import SettingsContext, get_settings_context
+from prefect import Flow
+from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.settings import PREFECT_API_URL, Settings
 from prefect_dask.task_runners import DaskTaskRunner
 from pydantic import BaseModel, Field
@@ -25,12 +41,24 @@ from pydantic import BaseModel, Field
 from icechunk_prefect.core.cluster import inside_dask_worker
 
 __all__ = [
+    "SMALL_WRITE_BYTES",
     "DaskClusterConfig",
     "IcechunkDaskTaskRunner",
+    "ScriptSafeFlow",
+    "data_bytes",
     "ensure_shared_api",
     "flow_dask_client",
     "flow_run_metadata",
+    "local_cluster_kwargs",
+    "refuse_recursive_call",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SMALL_WRITE_BYTES = 256 * 2**20
+"""Data up to this many bytes (256 MiB, the default partition target) is written, by a
+runner with no cluster settings, on a local cluster of threads in the flow process."""
 
 _STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 if _STARTUP_TIMEOUT_ENV not in os.environ:
@@ -88,13 +116,56 @@ def flow_dask_client() -> Any | None:
         return None
 
 
+def data_bytes(values: Iterable[Any]) -> int | None:
+    """Bytes of the xarray objects and dask arrays among ``values`` (and in lists or
+    tuples of them): what a write is given. ``None`` when there are none."""
+    import dask.array as da
+    import xarray as xr
+
+    total: int | None = None
+    for value in values:
+        items = value if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if isinstance(item, xr.Dataset | xr.DataArray | da.Array):
+                total = (total or 0) + int(getattr(item, "nbytes", 0))
+    return total
+
+
+def local_cluster_kwargs(nbytes: int | None) -> dict[str, Any]:
+    """The ``distributed.LocalCluster`` arguments for a write of ``nbytes`` (``None``:
+    unknown) by a runner with no cluster settings.
+
+    Up to :data:`SMALL_WRITE_BYTES`: one worker of threads (one per core, at most 4) in
+    the flow process, started in a fraction of a second, with nothing to import and no
+    process to spawn. Larger or unknown: one single-threaded worker process per core (at
+    most 4), so that Python code of many partitions runs in parallel.
+    """
+    cores = max(1, min(4, os.cpu_count() or 1))
+    if nbytes is not None and nbytes <= SMALL_WRITE_BYTES:
+        return {
+            "n_workers": 1,
+            "threads_per_worker": cores,
+            "processes": False,
+            "dashboard_address": None,
+        }
+    return {
+        "n_workers": cores,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
 class IcechunkDaskTaskRunner(DaskTaskRunner):
     """prefect-dask's ``DaskTaskRunner`` whose workers report to the flow's own Prefect API.
 
-    Arguments are those of ``DaskTaskRunner``. With neither ``address`` nor
-    ``cluster_class``, a ``distributed.LocalCluster`` of worker processes is made
-    with ``cluster_kwargs`` over light defaults (one thread per worker, one worker
-    per core, no dashboard).
+    Arguments are those of ``DaskTaskRunner``. With no cluster settings at all (no
+    ``address``, ``cluster``, ``cluster_class``, ``cluster_kwargs`` or ``adapt_kwargs``)
+    each run makes a ``distributed.LocalCluster`` that fits the data the flow was given
+    (:func:`local_cluster_kwargs`: threads in the flow process up to
+    :data:`SMALL_WRITE_BYTES`, else one worker process per core). With ``cluster_kwargs``
+    alone, a ``LocalCluster`` of worker processes with those arguments over light defaults
+    (one thread per worker, one worker per core, no dashboard).
 
     Example:
         ```python
@@ -114,17 +185,44 @@ class IcechunkDaskTaskRunner(DaskTaskRunner):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if not kwargs.get("address") and not kwargs.get("cluster_class") and not args:
-            defaults: dict[str, Any] = {
-                "n_workers": max(1, min(4, os.cpu_count() or 1)),
-                "threads_per_worker": 1,
-                "processes": True,
-                "dashboard_address": None,
-            }
+        settings = ("address", "cluster", "cluster_class", "cluster_kwargs", "adapt_kwargs")
+        self.sized_to_data = not args and not any(kwargs.get(k) for k in settings)
+        """Whether the local cluster is chosen per run from the flow's data."""
+        local = not args and not any(kwargs.get(k) for k in ("address", "cluster", "cluster_class"))
+        if local and not self.sized_to_data:
+            defaults = local_cluster_kwargs(None)
             kwargs["cluster_kwargs"] = {**defaults, **(kwargs.get("cluster_kwargs") or {})}
         super().__init__(*args, **kwargs)
         self._api_url: str | None = None
         self._pinned_settings: tuple[Settings, Settings] | None = None
+
+    def cluster_kwargs_for(self, values: Iterable[Any]) -> dict[str, Any] | None:
+        """The arguments of the local cluster a run given ``values`` starts: ``None`` when
+        it starts none (an address, a cluster object) or not a ``LocalCluster``."""
+        if self.address or self._cluster is not None:
+            return None
+        if self.sized_to_data:
+            return local_cluster_kwargs(data_bytes(values))
+        import distributed
+
+        cls = self.resolved_cluster_class or self.cluster_class
+        if cls is None or (isinstance(cls, type) and issubclass(cls, distributed.LocalCluster)):
+            return dict(self.cluster_kwargs)
+        return None
+
+    def starts_local_processes(self, values: Iterable[Any]) -> bool:
+        """Whether a run given ``values`` starts a local cluster of worker processes
+        (which re-run the top level of the ``__main__`` script: see :class:`ScriptSafeFlow`)."""
+        kwargs = self.cluster_kwargs_for(values)
+        return kwargs is not None and kwargs.get("processes", True) is not False
+
+    @property
+    def client(self) -> Any:
+        if self._client is None and self.sized_to_data and not self.address and not self._cluster:
+            ctx = FlowRunContext.get()
+            values = ctx.parameters.values() if ctx is not None and ctx.parameters else ()
+            self.cluster_kwargs = local_cluster_kwargs(data_bytes(values))
+        return super().client
 
     def __enter__(self) -> IcechunkDaskTaskRunner:
         # Prefect also enters a copy of the flow's task runner on the Dask worker for
@@ -156,6 +254,148 @@ class IcechunkDaskTaskRunner(DaskTaskRunner):
             updated = settings.copy_with_update(updates={PREFECT_API_URL: self._api_url})
             self._pinned_settings = cached = (settings, updated)
         return cached[1]
+
+
+# ------------------------------------------------------------ scripts and spawned workers
+
+_GUARD = 'if __name__ == "__main__":'
+
+
+def _module_frame(module: object) -> FrameType | None:
+    """The frame running ``module``'s top-level code, if it is on this thread's stack."""
+    frame: FrameType | None = sys._getframe(1)
+    namespace = getattr(module, "__dict__", None)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is namespace:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
+
+
+def unguarded_script_line() -> tuple[str, int] | None:
+    """``(script, line)`` when this call is made by the top-level code of the ``__main__``
+    script outside an ``if __name__ == "__main__":`` block (a spawned worker process would
+    run that line again); ``None`` otherwise (guarded, or no script: ``python -c``, a
+    notebook, an interpreter prompt)."""
+    main = sys.modules.get("__main__")
+    # What a spawned worker imports again: the main module's file, or its module name
+    # (``python -m``). An interactive session or a notebook has neither.
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if main is None or (getattr(main, "__file__", None) is None and spec_name is None):
+        return None
+    frame = _module_frame(main)
+    if frame is None:
+        return None
+    path = frame.f_code.co_filename
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and _is_main_test(node.test)
+            and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)
+        ):
+            return None
+    return path, line
+
+
+def _spawned_bootstrap_script() -> str | None:
+    """The user's script when this process is a worker being started by multiprocessing's
+    "spawn" (or "forkserver") method and is running the script's top level again (as the
+    module ``__mp_main__``); ``None`` otherwise.
+
+    The bootstrapping phase is the one multiprocessing itself refuses to start processes
+    in ("An attempt has been made to start a new process before the current process has
+    finished its bootstrapping phase"): it reads the same flag. Elsewhere ``__mp_main__``
+    is an alias of ``__main__``, and ``multiprocessing.parent_process()`` is set only
+    after that phase."""
+    from multiprocessing import process
+
+    if not getattr(process.current_process(), "_inheriting", False):
+        return None
+    mp_main = sys.modules.get("__mp_main__")
+    frame = _module_frame(mp_main) if mp_main is not None else None
+    return frame.f_code.co_filename if frame is not None else None
+
+
+def refuse_recursive_call(
+    name: str, runner: object, args: Iterable[Any], kwargs: Mapping[str, Any]
+) -> None:
+    """Refuse a flow call that would run itself again in worker processes: raise
+    ``SystemExit`` with one line saying to add the ``__main__`` guard.
+
+    Two cases, both checked before any flow run exists:
+
+    - this process is a worker of a local cluster of processes being started, running
+      the top level of the user's script again (Python's "spawn" start method);
+    - this call is made by the top level of the ``__main__`` script outside
+      ``if __name__ == "__main__":`` and ``runner`` would start a local cluster of
+      worker processes for these arguments: each worker would call the flow again.
+    """
+    script = _spawned_bootstrap_script()
+    if script is not None:
+        raise SystemExit(
+            f"error: {name}() was called while a worker process of a local Dask cluster was "
+            f"starting: Python's 'spawn' start method runs the top level of {script} again in "
+            f"every worker. Put the script's calls under `{_GUARD}`."
+        )
+    if not isinstance(runner, IcechunkDaskTaskRunner):
+        return
+    values = [*args, *kwargs.values()]
+    if not runner.starts_local_processes(values):
+        return
+    found = unguarded_script_line()
+    if found is not None:
+        path, line = found
+        raise SystemExit(
+            f"error: {name}() is called by the top level of {path} (line {line}) outside "
+            f"`{_GUARD}`: its local Dask cluster of worker processes would run that line again "
+            "in every worker (Python's 'spawn' start method). Put the call under "
+            f"`{_GUARD}` (or pass a task runner with an address)."
+        )
+
+
+class ScriptSafeFlow(Flow[P, R]):
+    """A Prefect ``Flow`` that a script cannot run recursively through a local cluster of
+    worker processes (the class of the library flows).
+
+    Calling it checks :func:`refuse_recursive_call` first, before Prefect creates a
+    flow run; ``with_options`` keeps the class. Everything else is Prefect's ``Flow``.
+
+    Example:
+        ```python
+        from icechunk_prefect import to_icechunk
+        from icechunk_prefect.runtime import ScriptSafeFlow
+
+        assert isinstance(to_icechunk.with_options(name="my write"), ScriptSafeFlow)
+        ```
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = {k: v for k, v in kwargs.items() if k not in ("return_state", "wait_for")}
+        name = getattr(self.fn, "__name__", self.name)
+        refuse_recursive_call(name, self.task_runner, args, call)
+        return super().__call__(*args, **kwargs)
+
+    def with_options(self, **options: Any) -> Self:
+        new = super().with_options(**options)
+        new.__class__ = type(self)  # Prefect's with_options builds a plain Flow
+        return cast(Self, new)
 
 
 class DaskClusterConfig(BaseModel):

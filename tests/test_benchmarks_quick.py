@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = [
     "1a", "1b", "1c", "2", "3", "3c", "3p", "4", "4g", "5", "5s",
     "6a", "6b", "6c", "6d", "7a", "7b", "8", "9",
+    "10a", "10b", "10c", "10d", "10e",
 ]  # fmt: skip
 TARGETS = {
     "1b": "<= 1.02",
@@ -38,6 +39,10 @@ TARGETS = {
     "7b": "<= 15 s",
     "8": "<= 1.5 s",
     "9": "<= 2.0 s",
+    "10a": "first - empty flow's first <= 3 s",
+    "10b": "second - plain <= 2 s",
+    "10c": "first - empty flow's first <= 3 s",
+    "10d": "second - plain <= 2 s",
 }
 
 
@@ -46,7 +51,7 @@ def _table(text: str) -> dict[str, list[str]]:
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and re.fullmatch(r"\d[a-z]?", cells[0]):
+        if len(cells) == 5 and re.fullmatch(r"\d+[a-z]?", cells[0]):
             rows[cells[0]] = cells
     return rows
 
@@ -121,3 +126,10 @@ def test_quick_benchmark_writes_table_with_all_rows(dask_cluster, prefect_api, t
         assert _first_number(rows[key][2].split("peak RSS", 1)[1]) > 50, rows[key]  # MB
     for key in ("6b", "6d"):
         assert "MB vs" in rows[key][3]
+    for key in ("10a", "10c"):  # the first call broken down
+        for part in ("Prefect API start", "cluster start", "imports", "the rest"):
+            assert part in rows[key][2], rows[key]
+        assert "empty flow's first call" in rows[key][3]
+    for key in ("10b", "10d"):
+        assert "plain `to_icechunk` + commit" in rows[key][2] and "verified" in rows[key][2]
+    assert "first" in rows["10e"][2] and "second" in rows["10e"][2]

@@ -1,10 +1,17 @@
-"""The documentation site builds without warnings, and every ```python block in docs/ runs.
+"""The documentation site builds without warnings, and every ```python block of the README
+and of docs/ runs as a file, as a user who pastes it into a script runs it.
 
-Each page's blocks run in a fresh subprocess (one per page), each block in a fresh
-namespace, against the test session's Prefect server (``PREFECT_API_URL``).
+Each block is written to a file of its own and run as the ``__main__`` module, as
+``python FILE`` runs it (``runpy.run_path(FILE, run_name="__main__")``: ``__name__``,
+``__file__`` and ``sys.modules["__main__"]`` are the file's, so a local cluster of worker
+processes would re-import that file). The blocks of one page run one after another in one
+fresh interpreter, against the test session's Prefect server (``PREFECT_API_URL``).
 Blocks that cannot run as they stand are marked ```text or ```bash in the docs.
-Flows that would start their own local Dask cluster run on the session's shared
-cluster instead (same code path, minus a cluster start per flow run).
+
+Flows that would start their own local Dask cluster run on the session's shared cluster
+instead (same code path, minus a cluster start per flow run); a block whose flow would
+start a cluster of worker processes from unguarded top-level code (which those workers
+would run again) fails instead, as it would fail for the user.
 """
 
 from __future__ import annotations
@@ -75,7 +82,57 @@ for line, code in blocks:
 print("ALL BLOCKS PASSED", flush=True)
 """
 
-PAGES = sorted(p for p in DOCS.glob("*.md") if python_blocks(p.read_text()))
+FILE_RUNNER = r"""
+import json, os, runpy, sys, traceback
+
+from icechunk_prefect.runtime import IcechunkDaskTaskRunner, unguarded_script_line
+
+addr = os.environ["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"]
+_client = IcechunkDaskTaskRunner.client.fget
+
+
+def client(self):
+    # The session's shared cluster instead of a local one; but a block that would start a
+    # cluster of worker processes from unguarded top-level code fails, as it would for a user.
+    if self._client is None and not self.address and self._cluster is None:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        values = ctx.parameters.values() if ctx is not None and ctx.parameters else ()
+        kwargs = self.cluster_kwargs_for(values)
+        found = unguarded_script_line()
+        if kwargs is not None and kwargs.get("processes", True) is not False and found:
+            raise RuntimeError(
+                f"{found[0]} line {found[1]} starts a local cluster of worker processes "
+                "outside `if __name__ == '__main__':`: every worker would run it again"
+            )
+        self.address = addr
+    return _client(self)
+
+
+IcechunkDaskTaskRunner.client = property(client)
+
+label, files = sys.argv[1], json.load(sys.stdin)
+for where, path in files:
+    print(f"--- {where} ({path})", flush=True)
+    sys.argv = [path]
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            print(f"FAILED block at {where}: exit {exc.code}", flush=True)
+            sys.exit(1)
+    except BaseException:
+        traceback.print_exc()
+        print(f"FAILED block at {where}", flush=True)
+        sys.exit(1)
+    finally:
+        sys.path.remove(os.path.dirname(path))
+print("ALL BLOCKS PASSED", flush=True)
+"""
+
+PAGES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if python_blocks(p.read_text()))
 
 
 def test_block_extraction_finds_fenced_python_only():
@@ -104,16 +161,20 @@ def test_site_builds_strict(tmp_path):
     assert "FlowDatasetWriter" in api and "track_progress" in api
 
 
-def run_blocks(label: str, blocks: list, cwd: Path, scheduler_address: str) -> None:
-    """Run ``blocks`` ((where, code) pairs) in one fresh interpreter, as :data:`RUNNER` does,
-    against the test session's Prefect server and Dask cluster; fail with its output."""
+def run_blocks(
+    label: str, blocks: list, cwd: Path, scheduler_address: str, runner: str = RUNNER
+) -> None:
+    """Run ``blocks`` (pairs) in one fresh interpreter with ``runner`` (:data:`RUNNER`:
+    (where, code) pairs, each exec'd; :data:`FILE_RUNNER`: (where, file) pairs, each run
+    as ``__main__``), against the test session's Prefect server and Dask cluster; fail
+    with its output."""
     import json
 
     env = dict(os.environ)  # PREFECT_API_URL: the test session's server
     env["ICECHUNK_PREFECT_DOCS_DASK_ADDRESS"] = scheduler_address
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, label],
+        [sys.executable, "-c", runner, label],
         input=json.dumps(blocks),
         cwd=cwd,
         env=env,
@@ -125,6 +186,50 @@ def run_blocks(label: str, blocks: list, cwd: Path, scheduler_address: str) -> N
     assert proc.returncode == 0 and "ALL BLOCKS PASSED" in proc.stdout, out
 
 
+def block_files(page: Path, folder: Path) -> list[tuple[str, str]]:
+    """Each python block of ``page`` written to a file of its own in ``folder``:
+    (where, path) pairs."""
+    files = []
+    for line, code in python_blocks(page.read_text()):
+        path = folder / f"{page.stem.lower()}_line{line}.py"
+        path.write_text(code)
+        files.append((f"{page.name}:{line}", str(path)))
+    return files
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_python_blocks_run(page: Path, tmp_path, dask_cluster):
-    run_blocks(page.name, python_blocks(page.read_text()), tmp_path, dask_cluster.scheduler_address)
+def test_python_blocks_run_as_files(page: Path, tmp_path, dask_cluster):
+    files = block_files(page, tmp_path)
+    run_blocks(page.name, files, tmp_path, dask_cluster.scheduler_address, FILE_RUNNER)
+
+
+def test_an_unguarded_block_that_starts_worker_processes_fails(tmp_path, dask_cluster):
+    """The harness fails a block as a user's script would fail: the flow below would start
+    a local cluster of worker processes from top-level code that those workers run again."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\n"
+        "from prefect import flow, task\n"
+        "from icechunk_prefect import DaskClusterConfig\n\n"
+        "@task\n"
+        "def one() -> int:\n"
+        "    return 1\n\n"
+        "@flow(task_runner=DaskClusterConfig(n_workers=1).task_runner())\n"
+        "def hello() -> int:\n"
+        "    return one.submit().result()\n\n"
+        "hello()\n"
+        "```\n"
+    )
+    with pytest.raises(AssertionError, match="outside `if __name__ == '__main__':`"):
+        run_blocks("page.md", block_files(page, tmp_path), tmp_path, "", FILE_RUNNER)
+    guarded = page.read_text().replace(
+        "hello()\n```", 'if __name__ == "__main__":\n    hello()\n```'
+    )
+    page.write_text(guarded)
+    run_blocks(
+        "page.md",
+        block_files(page, tmp_path),
+        tmp_path,
+        dask_cluster.scheduler_address,
+        FILE_RUNNER,
+    )
