@@ -168,7 +168,8 @@ class SyntheticSource(_Source, Block):
     nlat: int = Field(default=180, ge=1, description="Number of latitudes.")
     nlon: int = Field(default=360, ge=1, description="Number of longitudes.")
     variables: list[str] = Field(
-        default_factory=lambda: ["t2m", "precip", "wind"],
+        default=["t2m", "precip", "wind"],  # a default, not a factory: the UIs show it
+        min_length=1,
         description="Variables to generate (t2m, precip, wind, rh).",
     )
     time_chunk: int = Field(default=10, ge=1, description="Time steps per Zarr chunk.")
@@ -303,9 +304,7 @@ class ImportedSource(_Source, Block):
     path: str = Field(
         description="Import path of a source or source factory, e.g. mypkg.sources:make_source."
     )
-    kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for the factory."
-    )
+    kwargs: dict[str, Any] = Field(default={}, description="Keyword arguments for the factory.")
 
     def _what(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
