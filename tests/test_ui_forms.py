@@ -64,8 +64,8 @@ def deployments(dask_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:  # 
     """A dataset made from a synthetic source, and two backfill deployments of it: one only
     registered (its runs are read, never run), one served (its runs run)."""
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.types.entrypoint import EntrypointType
     from prefect.runner import Runner
+    from prefect.types.entrypoint import EntrypointType
 
     from icechunk_prefect import DaskClusterConfig, SyntheticSource
     from icechunk_prefect.operations import backfill_dataset, create_dataset

@@ -35,6 +35,7 @@ from zarr.errors import GroupNotFoundError
 
 from icechunk_prefect.core import metadata
 from icechunk_prefect.errors import ConfigurationError, InputValidationError
+from icechunk_prefect.operations.plans import require_extent
 from icechunk_prefect.operations.sources import (
     DatasetSource,
     ImportedSource,
@@ -125,6 +126,7 @@ def choose_source(
         return ChosenSource(as_source(block), config, "parameter", describe_source(block))
     config = recorded_source(repo, branch, group)
     if config is None:
+        require_extent(repo, branch, group)  # no dataset at all: say that first
         raise ConfigurationError(
             f"The dataset in {repo.describe()} (branch {branch!r}, group {group or '/'!r}) "
             f"records no source (attribute {SOURCE_ATTRIBUTE!r}; datasets made by "

@@ -50,6 +50,11 @@ def preview(
 
     ``source`` as the flows take it; ``None``: the source recorded with the dataset
     (the plan's ``source`` note says which one)."""
+    if operation == "backfill" and (start is None or end is None):
+        raise InputValidationError(
+            f"A backfill plan needs both a first and a last day (seen first day {start}, last "
+            f"day {end}); give both (YYYY-MM-DD, --first-day and --last-day on the command line)."
+        )
     repo = resolve_repository(repository)
     chosen = choose_source(source, repo, branch, group)
     src = chosen.source
@@ -65,11 +70,7 @@ def preview(
             partition_size=partition_size,
         )
         return _noted(plan, chosen)
-    if start is None or end is None:
-        raise InputValidationError(
-            f"A backfill plan needs both start and end dates (seen start={start}, end={end}); "
-            "give both (YYYY-MM-DD, --start and --end on the command line)."
-        )
+    assert start is not None and end is not None
     plan, _ = prepare_backfill(
         repo,
         src,

@@ -15,18 +15,18 @@ tracebacks.
 Example:
     ```python
     import logging
-from collections import deque
+    import sys
+
     from icechunk_prefect.errors import RegionError
     from icechunk_prefect.operations.refusals import RefusalFilter
 
     try:
         raise RegionError("Backfill range 2024-03-01 .. 2024-03-31 lies outside the extent.")
     except RegionError:
-        record = logging.LogRecord("prefect.flow_runs", 40, "", 0, "failed: %r", (1,), None)
-        import sys
-        record.exc_info = sys.exc_info()
+        record = logging.LogRecord("prefect.flow_runs", 40, "", 0, "failed", None, sys.exc_info())
     RefusalFilter().filter(record)
-    assert record.exc_info is None and "lies outside the extent" in record.getMessage()
+    assert record.exc_info is None
+    print(record.getMessage())  # Refused: RegionError: Backfill range ... outside the extent.
     ```
 """
 
