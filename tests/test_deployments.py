@@ -18,7 +18,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -38,13 +37,18 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.runner import Runner
 
 from icechunk_prefect.operations import create_dataset
 from icechunk_prefect.operations.sources import NetCDFFolderSource, SyntheticSource
 from icechunk_prefect.runtime import DaskClusterConfig
 from icechunk_prefect.synthetic import expected_values
-from tests.helpers import completed_task_runs, flow_run_logs, history, read_back
+from tests.helpers import (
+    completed_task_runs,
+    flow_run_logs,
+    history,
+    read_back,
+    served_in_thread,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = SyntheticSource(
@@ -77,21 +81,12 @@ def served(dask_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:  # type:
         cluster=cluster,
         append_interval=timedelta(seconds=2),
     )
-    runner = Runner(name="icechunk-ops-test", query_seconds=1, limit=2, pause_on_shutdown=True)
-    ids = {d.name: runner.add_deployment(d) for d in deployments}
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
-    thread.start()
-    try:
-        yield {"ids": ids, "base": base, "cluster": cluster}
-    finally:
-        for _ in range(100):  # the runner sets itself up in its thread
-            if runner.started:
-                break
-            time.sleep(0.1)
-        if runner.started:
-            asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
-        thread.join(timeout=60)
+    with served_in_thread("icechunk-ops-test", deployments) as ids:
+        yield {
+            "ids": dict(zip((d.name for d in deployments), ids, strict=True)),
+            "base": base,
+            "cluster": cluster,
+        }
 
 
 def _wait(flow_run_id: UUID) -> FlowRun:

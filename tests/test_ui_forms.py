@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from uuid import UUID
 
 import pytest
 
+from tests.helpers import served_in_thread
 from tests.ui_forms import browser_missing
 
 MISSING = browser_missing()
@@ -64,7 +64,6 @@ def deployments(dask_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:  # 
     """A dataset made from a synthetic source, and two backfill deployments of it: one only
     registered (its runs are read, never run), one served (its runs run)."""
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.runner import Runner
     from prefect.types.entrypoint import EntrypointType
 
     from icechunk_prefect import DaskClusterConfig, SyntheticSource
@@ -82,21 +81,8 @@ def deployments(dask_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:  # 
     served = backfill_dataset.to_deployment(name="ui-run", **kw)
     assert isinstance(form, RunnerDeployment) and isinstance(served, RunnerDeployment)
     form_id = form.apply()
-    runner = Runner(name="icechunk-ui-test", query_seconds=1, limit=2, pause_on_shutdown=True)
-    run_id = runner.add_deployment(served)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
-    thread.start()
-    try:
+    with served_in_thread("icechunk-ui-test", [served]) as (run_id,):
         yield {"form": form_id, "run": run_id, "repo": repo}
-    finally:
-        for _ in range(100):
-            if runner.started:
-                break
-            time.sleep(0.1)
-        if runner.started:
-            asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
-        thread.join(timeout=60)
 
 
 def _api(call: Any) -> Any:

@@ -229,6 +229,9 @@ class RunForm:
             f"option {name!r}",
         )[0]
         self.click(option)
+        # the list closes with an animation; a click meanwhile only dismisses it
+        self.wait(lambda: not self.xpath("//*[@role='listbox' or @role='option']"), "list closed")
+        self.wait(lambda: name in self.text(), f"{name!r} picked")
 
     def switch_on(self, name: str) -> None:
         """Turn on the switch of boolean parameter ``name``."""
@@ -246,4 +249,4 @@ class RunForm:
         self.shot("before-submit")
         button = self.xpath("//button[normalize-space()='Submit']")[0]
         self.click(button)
-        self.wait(lambda: "/run" not in self.driver.current_url, "the page after Submit")
+        self.wait(lambda: "/run" not in self.driver.current_url, "the page after Submit", 90)
