@@ -612,7 +612,7 @@ while not Path(stop).exists():
     t0 = time.monotonic()
     periods += 1
     source = SyntheticSource(periods=periods, nlat=int(nlat), nlon=int(nlon),
-                             time_chunk=int(chunk))
+                             time_chunk=int(chunk))  # data_start: the default
     result = append_dataset(repo, source, partition_size=int(chunk), cluster=cluster)
     print("APPENDED" if result.committed else "NOTHING", result.snapshot_id, flush=True)
     time.sleep(max(0.0, float(every) - (time.monotonic() - t0)))

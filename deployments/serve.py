@@ -2,14 +2,19 @@
 
     uv run python deployments/serve.py --repository /data/climate.icechunk
 
-creates (or updates) three deployments on the Prefect API in ``PREFECT_API_URL``
+creates (or updates) four deployments on the Prefect API in ``PREFECT_API_URL``
 and runs their flow runs here until stopped:
 
+- ``icechunk-create/create``: creates the dataset from the source given to it (once;
+  the source is recorded with the dataset);
 - ``icechunk-append/append-daily``: appends new days, on a cron schedule;
 - ``icechunk-backfill/backfill``: no schedule, triggered from the UI or with
-  ``prefect deployment run icechunk-backfill/backfill -p start=... -p end=...``;
+  ``prefect deployment run icechunk-backfill/backfill -p first_day=... -p last_day=...``;
 - ``icechunk-maintenance/maintenance-weekly``: expires old snapshots and
   garbage-collects, on a cron schedule.
+
+No source is set here: append and backfill read from the source recorded with the
+dataset (a run may still be given another one).
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from typing import Any
 from prefect import serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
-from icechunk_prefect.operations import append_dataset, backfill_dataset, maintain_repository
+from icechunk_prefect.operations import (
+    append_dataset,
+    backfill_dataset,
+    create_dataset,
+    maintain_repository,
+)
 
 APPEND_CRON = "15 6 * * *"  # every day at 06:15
 MAINTENANCE_CRON = "0 3 * * 0"  # Sundays at 03:00
@@ -30,23 +40,27 @@ MAINTENANCE_CRON = "0 3 * * 0"  # Sundays at 03:00
 def build_deployments(
     repository: str,
     *,
-    source: dict[str, Any] | None = None,
     cluster: dict[str, Any] | None = None,
     append_cron: str | None = APPEND_CRON,
     append_interval: timedelta | None = None,
     maintenance_cron: str | None = MAINTENANCE_CRON,
 ) -> list[RunnerDeployment]:
-    """The three deployments, with ``repository`` (and optional source/cluster) as defaults.
+    """The four deployments, with ``repository`` (and an optional cluster) as defaults.
 
     ``append_interval`` replaces the append cron schedule by a fixed interval.
     """
     common: dict[str, Any] = {"repository": repository}
-    if source is not None:
-        common["source"] = source
     if cluster is not None:
         common["cluster"] = cluster
     kw: dict[str, Any] = {"entrypoint_type": EntrypointType.MODULE_PATH}
     return [
+        create_dataset.to_deployment(
+            name="create",
+            parameters=dict(common),
+            description="Create the dataset from a source (recorded with it for later runs).",
+            tags=["icechunk", "create"],
+            **kw,
+        ),
         append_dataset.to_deployment(
             name="append-daily",
             cron=None if append_interval else append_cron,
@@ -60,7 +74,7 @@ def build_deployments(
         backfill_dataset.to_deployment(
             name="backfill",
             parameters=dict(common),
-            description="Rewrite a date range (set start, end and variables when triggering).",
+            description="Rewrite a date range (set first_day, last_day and variables per run).",
             tags=["icechunk", "backfill"],
             **kw,
         ),

@@ -109,7 +109,7 @@ def _main() -> None:
 
 
 def _day(value: str | None, option: str) -> date | None:
-    """``--start`` / ``--end``: an ISO date, or a usage error saying so."""
+    """``--first-day`` / ``--last-day``: an ISO date, or a usage error saying so."""
     if value is None:
         return None
     try:
@@ -125,7 +125,8 @@ def _source(text: str) -> Any:
     """``--source``: JSON describing a source, checked against the source models."""
     from pydantic import ValidationError
 
-    from icechunk_prefect.operations.sources import as_source
+    from icechunk_prefect.errors import InputValidationError
+    from icechunk_prefect.operations.sources import source_from_config
 
     try:
         config = json.loads(text)
@@ -135,8 +136,16 @@ def _source(text: str) -> Any:
             '\'{"kind": "netcdf", "folder": "/data"}\'.',
             param_hint="--source",
         ) from exc
+    if not isinstance(config, dict):
+        raise typer.BadParameter(
+            f"{text!r} is not a JSON object; give e.g. "
+            '\'{"kind": "netcdf", "folder": "/data"}\'.',
+            param_hint="--source",
+        )
     try:
-        as_source(config)
+        source_from_config(config)
+    except InputValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--source") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "source"
@@ -262,10 +271,18 @@ def plan(
         str, typer.Argument(help="Repository path, or icechunk-repository/<saved block name>.")
     ],
     source: Annotated[
-        str, typer.Option(help='Source as JSON, e.g. \'{"kind": "netcdf", "folder": "/data"}\'.')
-    ] = '{"kind": "synthetic"}',
-    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
-    end: Annotated[str | None, typer.Option(help="Last day, included (YYYY-MM-DD).")] = None,
+        str | None,
+        typer.Option(
+            help='Source as JSON naming its kind, e.g. \'{"kind": "netcdf", "folder": "/data"}\' '
+            "(default: the source recorded with the dataset)."
+        ),
+    ] = None,
+    first_day: Annotated[
+        str | None, typer.Option("--first-day", "--start", help="First day (YYYY-MM-DD).")
+    ] = None,
+    last_day: Annotated[
+        str | None, typer.Option("--last-day", "--end", help="Last day, included (YYYY-MM-DD).")
+    ] = None,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables.")] = None,
     on_gap: Annotated[
         Literal["error", "fill"], typer.Option(help="append: error or fill.")
@@ -280,9 +297,9 @@ def plan(
     result = preview(
         operation,
         repository,
-        _source(source),
-        start=_day(start, "--start"),
-        end=_day(end, "--end"),
+        _source(source) if source is not None else None,
+        start=_day(first_day, "--first-day"),
+        end=_day(last_day, "--last-day"),
         variables=variables.split(",") if variables else None,
         on_gap=on_gap,
         branch=branch,

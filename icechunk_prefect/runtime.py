@@ -36,7 +36,7 @@ from prefect import Flow
 from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.settings import PREFECT_API_URL, Settings
 from prefect_dask.task_runners import DaskTaskRunner
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from icechunk_prefect.core.cluster import inside_dask_worker
 
@@ -413,6 +413,16 @@ class DaskClusterConfig(BaseModel):
         runner = DaskClusterConfig(n_workers=2).task_runner()
         ```
     """
+
+    # What the Prefect UIs show for the cluster parameter: plain text (not this docstring).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "Which Dask cluster the run writes on. Leave everything empty for a "
+            "local cluster of worker processes; set address to use a running scheduler "
+            "(tcp://host:8786), or cluster_class (an import path such as "
+            "dask_jobqueue.SLURMCluster) with cluster_kwargs to start one."
+        }
+    )
 
     address: str | None = Field(
         default=None, description="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -189,3 +191,31 @@ def artifacts(flow_run_id: object) -> list[dict[str, Any]]:
     response = httpx.post(f"{os.environ['PREFECT_API_URL']}/artifacts/filter", json=body)
     response.raise_for_status()
     return response.json()
+
+
+@contextlib.contextmanager
+def served_in_thread(name: str, deployments: list[Any]) -> Iterator[list[Any]]:
+    """Serve ``deployments`` with a ``prefect.runner.Runner`` in a background thread (what
+    ``prefect.serve`` / ``deployments/serve.py`` do); yields their ids. Each flow run
+    executes in its own subprocess, as in production."""
+    import asyncio
+    import threading
+    import time
+
+    from prefect.runner import Runner
+
+    runner = Runner(name=name, query_seconds=1, limit=2, pause_on_shutdown=True)
+    ids = [runner.add_deployment(d) for d in deployments]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
+    thread.start()
+    try:
+        yield ids
+    finally:
+        for _ in range(100):  # the runner sets itself up in its thread
+            if runner.started:
+                break
+            time.sleep(0.1)
+        if runner.started:
+            asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
+        thread.join(timeout=60)

@@ -30,7 +30,7 @@ class OffsetSource:
         return self.inner.template()
 
     def load(self, start: date, end: date) -> xr.Dataset:
-        ds = self.inner.load(start, end)
+        ds = self.inner.window(start, end)
         out = ds.copy()
         for name, var in ds.data_vars.items():
             out[name] = var + self.offset

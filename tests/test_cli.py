@@ -72,7 +72,7 @@ CASES: dict[str, tuple[str, str]] = {
         r"No saved IcechunkRepository block named",
     ),
     "plan: missing repository": (
-        "plan backfill {missing} --start 2024-01-01 --end 2024-01-02",
+        "plan backfill {missing} --first-day 2024-01-01 --last-day 2024-01-02",
         r"No Icechunk repository at '.*/missing'",
     ),
     "plan: path is a file": (
@@ -85,12 +85,12 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "plan: unknown operation": ("plan rewrite {repo}", r"'rewrite' is not one of 'append', 'back"),
     "plan: bad date": (
-        "plan backfill {repo} --start 2024-13-01 --end 2024-12-31",
-        r"--start: '2024-13-01' is not a date \(month must be in 1..12\); give YYYY-MM-DD",
+        "plan backfill {repo} --first-day 2024-13-01 --last-day 2024-12-31",
+        r"--first-day: '2024-13-01' is not a date \(month must be in 1..12\); give YYYY-MM-DD",
     ),
     "plan: backfill without dates": (
         "plan backfill {repo}",
-        r"needs both start and end dates \(seen start=None, end=None\)",
+        r"needs both a first and a last day \(seen first day None, last day None\)",
     ),
     "plan: source not JSON": (
         "plan append {repo} --source {{bad",
@@ -98,7 +98,7 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "plan: unknown source kind": (
         'plan append {repo} --source {{"kind":"ftp"}}',
-        r"is not a valid source: .*'ftp'.*Kinds: synthetic, netcdf",
+        r"--source: Unknown source kind 'ftp'; give one of synthetic, netcdf, import",
     ),
     "plan: bad on-gap": ("plan append {repo} --on-gap maybe", r"'maybe' is not one of 'error'"),
     "plan: partition size 0": ("plan append {repo} --partition-size 0", r"--partition-size"),
@@ -138,7 +138,10 @@ def _script(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "line",
-    ["history {repo} --branch nope", "plan backfill {missing} --start 2024-01-01 --end 2024-01-02"],
+    [
+        "history {repo} --branch nope",
+        "plan backfill {missing} --first-day 2024-01-01 --last-day 2024-01-02",
+    ],
 )
 def test_installed_script_one_line_no_traceback(line: str, places: dict[str, str]) -> None:
     out = _script(*_args(line, places))

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from prefect.exceptions import ParameterTypeError
 
 from icechunk_prefect import DaskClusterConfig
 from icechunk_prefect.errors import (
@@ -40,7 +41,7 @@ VARS = ["t2m", "precip"]
 
 def source(periods: int = 20) -> SyntheticSource:
     return SyntheticSource(
-        start=START, periods=periods, nlat=3, nlon=4, variables=VARS, time_chunk=5
+        data_start=START, periods=periods, nlat=3, nlon=4, variables=VARS, time_chunk=5
     )
 
 
@@ -69,13 +70,33 @@ def test_plan_partitions_aligned_and_refused():
     assert "'precip'" in text and "size along 'time' is 10" in text and "[0:15)" in text
 
 
-def test_source_models_validate_and_import():
-    from pydantic import TypeAdapter
+def test_source_json_must_name_its_kind():
+    """JSON sources (CLI, recorded, from Python) name their kind; anything else is refused."""
+    from pydantic import TypeAdapter, ValidationError
 
-    from icechunk_prefect.operations.sources import SourceConfig, as_source
+    from icechunk_prefect.operations.sources import (
+        OptionalSourceParameter,
+        as_source,
+        source_config,
+        source_from_config,
+    )
 
-    adapter = TypeAdapter(SourceConfig)
+    adapter = TypeAdapter(OptionalSourceParameter)
     assert isinstance(adapter.validate_python({"kind": "synthetic"}), SyntheticSource)
+    nc = adapter.validate_python({"kind": "netcdf", "folder": "/data/x"})
+    assert isinstance(nc, NetCDFFolderSource) and nc.folder == "/data/x"
+    assert adapter.validate_python(None) is None
+    # the fields of a netCDF source, no kind: refused, never read as a synthetic source
+    with pytest.raises(ValidationError, match="names no kind"):
+        adapter.validate_python({"folder": "/data/x"})
+    with pytest.raises(ValidationError, match="Unknown source kind 'ftp'"):
+        adapter.validate_python({"kind": "ftp", "folder": "/data/x"})
+    with pytest.raises(ValidationError, match=r"synthetic source has no field\(s\) \['folder'\]"):
+        adapter.validate_python({"kind": "synthetic", "folder": "/data/x"})
+    with pytest.raises(ValidationError, match="saved source block or an object naming its kind"):
+        adapter.validate_python("netcdf")
+    config = source_config(source(9))
+    assert config["kind"] == "synthetic" and source_from_config(config) == source(9)
     imported = as_source(
         {"kind": "import", "path": "tests.test_operations:source", "kwargs": {"periods": 7}}
     )
@@ -121,7 +142,7 @@ def test_append_twice_commits_once_without_duplicates(repo_path, cluster):
     assert meta["icechunk_prefect.operation"] == "append"
     assert meta["icechunk_prefect.partitions"] == 3  # [20:25) [25:30) [30:33)
 
-    again = append_dataset(repo_path, longer, start=date(2024, 1, 10), cluster=cluster)
+    again = append_dataset(repo_path, longer, first_day=date(2024, 1, 10), cluster=cluster)
     assert not again.committed
     assert "Nothing to append" in again.summary
     assert len(history(repo_path)) == n_commits
@@ -134,10 +155,10 @@ def test_append_gap_error_or_fill(repo_path, cluster):
     tip = open_repo(repo_path).lookup_branch("main")
     later = source(30)
     with pytest.raises(GapError, match="3 step"):
-        append_dataset(repo_path, later, start=date(2024, 1, 24), cluster=cluster)
+        append_dataset(repo_path, later, first_day=date(2024, 1, 24), cluster=cluster)
     assert open_repo(repo_path).lookup_branch("main") == tip
     result = append_dataset(
-        repo_path, later, start=date(2024, 1, 24), on_gap="fill", cluster=cluster
+        repo_path, later, first_day=date(2024, 1, 24), on_gap="fill", cluster=cluster
     )
     assert result.plan["filled_steps"] == 3
     back = read_back(repo_path)
@@ -165,7 +186,7 @@ def test_backfill_region_dry_run_and_refusals(repo_path, cluster):
         backfill_dataset(repo_path, date(2024, 1, 15), date(2024, 1, 25), source(30))
     with pytest.raises(ChunkAlignmentError, match=r"chunk .*size along 'time' is 5"):
         backfill_dataset(repo_path, date(2024, 1, 1), date(2024, 1, 20), source(), partition_size=7)
-    with pytest.raises(InputValidationError, match=r"end \(2024-01-02\) is before start"):
+    with pytest.raises(ParameterTypeError, match=r"last_day \(2024-01-02\) is before first_day"):
         backfill_dataset(repo_path, date(2024, 1, 5), date(2024, 1, 2), source())
     with pytest.raises(InputValidationError, match=r"Unknown variable\(s\) \['snow'\]"):
         backfill_dataset(repo_path, date(2024, 1, 5), date(2024, 1, 6), source(), ["snow"])
@@ -187,18 +208,123 @@ def test_backfill_region_dry_run_and_refusals(repo_path, cluster):
     assert np.isnan(back.t2m.isel(time=slice(15, 20)).values).all()
     assert np.isnan(back.precip.values).all()
     meta = history(repo_path)[0].metadata
-    assert meta["icechunk_prefect.parameters"]["start"] == "2024-01-04"
+    assert meta["icechunk_prefect.parameters"]["first_day"] == "2024-01-04"
     assert meta["icechunk_prefect.parameters"]["variables"] == ["t2m"]
     assert meta["icechunk_prefect.partitions"] == 3  # [3:5) [5:10) [10:15)
 
 
 def test_invalid_parameter_types_rejected(repo_path):
-    from prefect.exceptions import ParameterTypeError
-
-    with pytest.raises(ParameterTypeError, match="start"):
+    with pytest.raises(ParameterTypeError, match="first_day"):
         backfill_dataset(repo_path, "not a date", date(2024, 1, 2))  # type: ignore[arg-type]
     with pytest.raises(ParameterTypeError, match="on_gap"):
         append_dataset(repo_path, on_gap="ignore")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the dataset's own source
+
+
+def test_flows_default_to_the_source_recorded_with_the_dataset(repo_path, cluster):
+    """create records its source; append and backfill use it unless given another one."""
+    from icechunk_prefect.operations.dataset_source import SOURCE_ATTRIBUTE
+
+    other = SyntheticSource(
+        data_start=date(2023, 6, 1), periods=40, nlat=3, nlon=4, variables=VARS, time_chunk=5
+    )
+    create_dataset(repo_path, source(20), fill=True, cluster=cluster)
+    recorded = read_back(repo_path).attrs[SOURCE_ATTRIBUTE]
+    assert recorded["kind"] == "synthetic" and recorded["periods"] == 20
+
+    # no source: the recorded one (a default synthetic source would not match the store)
+    dry = backfill_dataset(repo_path, date(2024, 1, 3), date(2024, 1, 8), dry_run=True)
+    assert dry.plan["source_origin"] == "dataset" and dry.plan["source"] == recorded
+    # another source, for this run only: said in the result and the commit metadata
+    longer = source(25)
+    appended = append_dataset(repo_path, longer, cluster=cluster)
+    assert appended.committed and appended.plan["source_origin"] == "parameter"
+    meta = history(repo_path)[0].metadata
+    assert meta["icechunk_prefect.source_origin"] == "parameter"
+    assert meta["icechunk_prefect.source"]["periods"] == 25
+    assert meta["icechunk_prefect.parameters"]["source"]["periods"] == 25
+    back = read_back(repo_path)
+    assert back.sizes["time"] == 25 and back.attrs[SOURCE_ATTRIBUTE] == recorded  # kept
+    assert_exact(back)
+
+    backfill_dataset(
+        repo_path, date(2024, 1, 3), date(2024, 1, 8), variables=["t2m"], cluster=cluster
+    )
+    meta = history(repo_path)[0].metadata
+    assert meta["icechunk_prefect.source_origin"] == "dataset"
+    assert meta["icechunk_prefect.source"] == recorded
+    # a source whose days are elsewhere is used when given (and refused: nothing matches)
+    with pytest.raises(RegionError, match="differ from the store's"):
+        backfill_dataset(repo_path, date(2024, 1, 3), date(2024, 1, 8), other, cluster=cluster)
+
+
+def test_no_recorded_source_and_none_given_is_refused(repo_path):
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(repo_path))
+    session = repo.writable_session("main")
+    source(10).template().to_zarr(session.store, mode="w", consolidated=False, zarr_format=3)
+    session.commit("written directly")
+    with pytest.raises(ConfigurationError, match="records no source"):
+        backfill_dataset(repo_path, date(2024, 1, 2), date(2024, 1, 3), dry_run=True)
+    with pytest.raises(ParameterTypeError, match="names no kind"):
+        backfill_dataset(
+            repo_path,
+            date(2024, 1, 2),
+            date(2024, 1, 3),
+            {"periods": 10},  # type: ignore[arg-type]  # JSON, as the CLI sends it
+            dry_run=True,
+        )
+    assert len(history(repo_path)) == 2
+
+
+def test_the_write_runs_in_the_triggered_flow_run(repo_path, cluster):
+    """Task runs and the plan, progress and commit artifacts belong to the run itself."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    from tests.helpers import completed_task_runs
+
+    create_dataset(repo_path, source(20), cluster=cluster)
+    state = backfill_dataset(
+        repo_path,
+        date(2024, 1, 4),
+        date(2024, 1, 15),
+        variables=["t2m"],
+        partition_size=5,
+        cluster=cluster,
+        return_state=True,
+    )
+    assert state.is_completed()
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    names = completed_task_runs(run_id)
+    assert "commit main" in names and any(n.startswith("write metadata") for n in names)
+    assert sum(n.startswith("write time[") for n in names) == 3, names
+
+    async def read() -> tuple[list[str], int]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
+                )
+            )
+        return sorted(str(a.key) for a in artifacts), len(children)
+
+    keys, subflows = asyncio.run(read())
+    assert keys == ["icechunk-backfill-plan", "icechunk-commit-main", "icechunk-write-progress"]
+    assert subflows == 0
+    assert history(repo_path)[0].metadata["icechunk_prefect.flow_run_id"] == str(run_id)
 
 
 # ------------------------------------------------------------------ netCDF source
@@ -274,16 +400,17 @@ def test_cli_plan_prints_partitions_and_refuses(repo_path):
     from typer.testing import CliRunner
 
     from icechunk_prefect.cli import app
+    from icechunk_prefect.operations.sources import source_config
 
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(repo_path))
     session = repo.writable_session("main")
     source(20).template().to_zarr(session.store, mode="w", consolidated=False, zarr_format=3)
     session.commit("store written directly")
     tip = repo.lookup_branch("main")
-    src = json.dumps(source(30).model_dump(mode="json"))
+    src = json.dumps(source_config(source(30)))
     cli = CliRunner()
     backfill = ["plan", "backfill", repo_path, "--source", src]
-    backfill += ["--start", "2024-01-03", "--end", "2024-01-12"]
+    backfill += ["--first-day", "2024-01-03", "--last-day", "2024-01-12"]
     ok = cli.invoke(
         app,
         [*backfill, "--partition-size", "5", "--variables", "t2m"],
@@ -301,4 +428,8 @@ def test_cli_plan_prints_partitions_and_refuses(repo_path):
     )
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: ") and "chunk" in bad.stderr
+    # written directly, not by create_dataset: no source recorded, and no default kind
+    unnamed = cli.invoke(app, ["plan", "append", repo_path], terminal_width=200)
+    assert unnamed.exit_code == 2
+    assert unnamed.stderr.startswith("error: ") and "records no source" in unnamed.stderr
     assert repo.lookup_branch("main") == tip

@@ -35,7 +35,7 @@ from icechunk_prefect import DaskClusterConfig
 from icechunk_prefect.caching import RESULT_STORAGE_ENV
 from icechunk_prefect.core.metadata import FLOW_RUN_ID, REBASE
 from icechunk_prefect.operations import append_dataset, backfill_dataset, create_dataset
-from icechunk_prefect.operations.sources import ImportedSource, SyntheticSource
+from icechunk_prefect.operations.sources import ImportedSource, SyntheticSource, source_config
 from icechunk_prefect.synthetic import expected_values
 from icechunk_prefect.testing.faults import PAUSE_BEFORE_COMMIT
 from tests.fault_helpers import computations
@@ -44,7 +44,7 @@ from tests.helpers import artifacts, task_states
 ROOT = Path(__file__).resolve().parent.parent
 VARS = ["t2m", "precip"]
 SHAPE: dict[str, Any] = {
-    "start": "2024-01-01",
+    "data_start": "2024-01-01",
     "nlat": 4,
     "nlon": 8,
     "variables": VARS,
@@ -56,12 +56,17 @@ def synthetic(periods: int) -> SyntheticSource:
     return SyntheticSource(periods=periods, **SHAPE)
 
 
-def offset(value: float, periods: int = 45, marks: Path | None = None) -> dict[str, Any]:
+def offset_source(value: float, periods: int = 45, marks: Path | None = None) -> ImportedSource:
     """An imported source (as a user names their own): synthetic values + ``value``."""
     kwargs = {"offset": value, "periods": periods, **SHAPE}
     if marks is not None:
         kwargs["marks"] = str(marks)
-    return ImportedSource(path="tests.offset_source:make", kwargs=kwargs).model_dump(mode="json")
+    return ImportedSource(path="tests.offset_source:make", kwargs=kwargs)
+
+
+def offset(value: float, periods: int = 45, marks: Path | None = None) -> dict[str, Any]:
+    """:func:`offset_source` as the JSON of a run's parameters (naming its kind)."""
+    return source_config(offset_source(value, periods, marks))
 
 
 @pytest.fixture
@@ -128,8 +133,8 @@ def backfill(repo: str, start: str, end: str, source: dict[str, Any], address: s
     """Parameters of a backfill run (as the UI or ``prefect deployment run`` give them)."""
     return {
         "repository": repo,
-        "start": start,
-        "end": end,
+        "first_day": start,
+        "last_day": end,
         "source": source,
         "partition_size": 10,
         "cluster": {"address": address},
@@ -233,7 +238,7 @@ def test_two_backfills_split_inside_one_chunk_both_land(
 
     def other_backfill() -> None:
         result = backfill_dataset(
-            dataset, date(2024, 1, 16), date(2024, 2, 14), ImportedSource(**offset(200)),
+            dataset, date(2024, 1, 16), date(2024, 2, 14), offset_source(200),
             partition_size=10, cluster=cluster,
         )  # fmt: skip
         assert result.committed
@@ -262,7 +267,7 @@ def test_overlapping_backfills_follow_the_policy(
 
     def other_backfill() -> None:
         result = backfill_dataset(
-            dataset, date(2024, 1, 11), date(2024, 2, 4), ImportedSource(**offset(200)),
+            dataset, date(2024, 1, 11), date(2024, 2, 4), offset_source(200),
             partition_size=10, cluster=cluster,
         )  # fmt: skip
         other["snapshot"] = result.snapshot_id
@@ -323,7 +328,7 @@ def test_append_racing_an_append_never_duplicates_steps(
     old length; it is refused (nothing written twice), and its re-run appends nothing."""
     params = {
         "repository": dataset,
-        "source": synthetic(46).model_dump(mode="json"),
+        "source": source_config(synthetic(46)),
         "partition_size": 10,
         "cluster": {"address": str(cluster.address)},
     }
@@ -387,7 +392,7 @@ def test_take_turns_makes_the_append_wait_for_the_backfill(
         time.sleep(0.05)
     append = {
         "repository": dataset,
-        "source": synthetic(46).model_dump(mode="json"),
+        "source": source_config(synthetic(46)),
         "partition_size": 10,
         "cluster": {"address": address},
         "take_turns": True,

@@ -18,7 +18,7 @@ from icechunk_prefect.operations.flows import (
     append_dataset,
     backfill_dataset,
     create_dataset,
-    write_window,
+    write_on_cluster,
 )
 from icechunk_prefect.operations.maintenance import (
     MaintenanceReport,
@@ -38,5 +38,5 @@ __all__ = [
     "prepare_append",
     "prepare_backfill",
     "run_maintenance",
-    "write_window",
+    "write_on_cluster",
 ]
