@@ -1,0 +1,234 @@
+"""What a write stores for a variable's values: the encoding xarray's one-shot write picks.
+
+``icechunk.xarray.to_icechunk`` (like ``to_zarr``) encodes every variable once, whole: an
+array it creates with the variable's own encoding (or the ``encoding`` argument's
+entry), an array that already exists with the encoding read back from the store. The
+write steps here create the arrays first and write the values afterwards, in
+partitions; were each partition a region write of ``to_zarr``, xarray would encode it
+with the encoding read back from the store, which is not what the one-shot write picks
+for an array it creates (missing strings would become ``'nan'``, values already
+CF-encoded in ``attrs`` would be encoded twice, ...). So the plan fixes, once, the
+encoding each variable is written with (:func:`write_encodings`), and every step
+encodes its block with it (:func:`encode_for_store`, xarray's own encoder) and stores
+the encoded values into the Zarr array by region (:func:`write_variable`).
+
+Encoding is element-wise once the encoding is fixed, except for object arrays, whose
+type xarray infers from the whole variable: the array the metadata step created holds
+that inference (its dtype), and each block is converted to it.
+
+Example:
+    ```python
+    import numpy as np, xarray as xr, zarr
+    from icechunk_prefect.core.encoding import encode_for_store
+
+    var = xr.Variable("x", np.array(["a", np.nan, "c"], dtype=object))
+    store = zarr.storage.MemoryStore()
+    arr = zarr.create_array(store, shape=(3,), dtype=str, chunks=(3,))
+    assert list(encode_for_store("s", var, {}, arr).values) == ["a", "", "c"]
+    ```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from dask.base import is_dask_collection
+
+from icechunk_prefect.errors import InputValidationError
+
+__all__ = [
+    "VALUE_KEYS",
+    "check_readable",
+    "encode_for_store",
+    "encodes_eagerly",
+    "same_stored_dtype",
+    "write_encodings",
+    "write_variable",
+]
+
+VALUE_KEYS = (
+    "dtype",
+    "scale_factor",
+    "add_offset",
+    "_FillValue",
+    "missing_value",
+    "units",
+    "calendar",
+    "_Unsigned",
+    "_Encoding",
+)
+"""The encoding keys that change the values stored (the others, such as ``chunks`` or
+``compressors``, only shape the array, which the metadata step created)."""
+
+
+def _values_part(encoding: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in encoding.items() if k in VALUE_KEYS}
+
+
+def write_encodings(
+    dataset: xr.Dataset,
+    group: zarr.Group,
+    names: Sequence[str],
+    *,
+    created: Collection[str],
+    encoding: Mapping[Any, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The encoding each variable ``names`` of ``dataset`` is written with, as the
+    one-shot write picks it: for an array this write ``created``, the variable's own
+    encoding (or its entry in the write's ``encoding`` argument, which replaces it);
+    for an array that existed, the encoding xarray reads back from the store.
+
+    Only the keys that change values are kept (:data:`VALUE_KEYS`).
+    """
+    given = encoding or {}
+    out: dict[str, dict[str, Any]] = {}
+    existing = [n for n in names if n not in created]
+    if existing:
+        from xarray import conventions
+        from xarray.backends.zarr import ZarrStore
+
+        store = ZarrStore(group, mode="r+")
+        decoded, _, _ = conventions.decode_cf_variables(
+            {n: store.open_store_variable(n) for n in existing}, {}
+        )
+        out.update({n: _values_part(decoded[n].encoding) for n in existing})
+    for name in names:
+        if name in created:
+            var = dataset.variables[name]
+            out[name] = _values_part(given.get(name, var.encoding))
+    return out
+
+
+def _fill_missing_objects(var: xr.Variable, stored: np.dtype[Any]) -> xr.Variable:
+    """``var`` (object dtype, in memory) with its missing values replaced as xarray's whole-variable
+    inference did when it created the array of string dtype ``stored``: ``''`` in
+    string arrays, ``b''`` in bytes arrays (a block on its own would infer again, and
+    one holding only missing values would become floats, stored as the text ``'nan'``).
+    Numeric arrays keep their NaN (xarray infers floats for them, block by block too).
+    """
+    if stored.kind not in "UTS":
+        return var
+    values = np.asarray(var.values)
+    missing = pd.isnull(values)
+    if not missing.any():
+        return var
+    values = values.copy()
+    values[missing] = b"" if stored.kind == "S" else ""
+    return var.copy(deep=False, data=values)
+
+
+def encode_for_store(
+    name: Hashable,
+    var: xr.Variable,
+    encoding: Mapping[str, Any],
+    array: zarr.Array,
+    *,
+    scheduler: str = "threads",
+) -> xr.Variable:
+    """``var``'s values encoded with ``encoding`` (see :func:`write_encodings`) by
+    xarray's own Zarr encoder, for the stored ``array``. Dask-backed numbers, booleans
+    and times stay lazy; strings and objects, which xarray's encoder would compute on
+    dask's default scheduler (on a Dask worker: the cluster), are computed first, on
+    ``scheduler``."""
+    from xarray.backends.zarr import encode_zarr_variable
+
+    var = var.copy(deep=False)
+    var.encoding = dict(encoding)
+    if var.dtype.kind in "OSUT" and is_dask_collection(var.data):
+        var = var.compute(scheduler=scheduler)
+    if var.dtype.kind == "O":
+        var = _fill_missing_objects(var, np.dtype(array.dtype))  # type: ignore[arg-type]
+    return encode_zarr_variable(var, name=name, zarr_format=3)
+
+
+def encodes_eagerly(name: Hashable, var: xr.Variable, encoding: Mapping[str, Any]) -> bool:
+    """Whether xarray's encoder computes ``var`` (dask-backed) to encode it with
+    ``encoding``: objects, and strings it converts (e.g. to ``dtype: "S1"``, or from a
+    ``StringDType`` with a missing-value object). The one-shot write then stores them
+    as in-memory arrays, whatever their dask chunks. Found by encoding a one-element
+    stand-in of the same dtype (nothing of ``var`` is computed)."""
+    if var.dtype.kind == "O":
+        return True
+    if var.dtype.kind not in "SUT" or not is_dask_collection(var.data):
+        return False
+    from xarray.backends.zarr import encode_zarr_variable
+
+    whole: Any = -1  # one dask chunk (dask's stubs type `chunks` too narrowly)
+    one = da.from_array(np.zeros((1,) * var.ndim, dtype=var.dtype), chunks=whole)
+    stand_in = xr.Variable(var.dims, one, dict(var.attrs), _values_part(encoding))
+    try:
+        encoded = encode_zarr_variable(stand_in, name=name, zarr_format=3)
+    except Exception:  # refused: the metadata step said why already
+        return False
+    return not is_dask_collection(encoded.data)
+
+
+def write_variable(
+    array: zarr.Array,
+    name: Hashable,
+    var: xr.Variable,
+    encoding: Mapping[str, Any],
+    region: tuple[slice, ...],
+    *,
+    stream: bool,
+    scheduler: str = "threads",
+) -> None:
+    """Encode ``var`` (:func:`encode_for_store`) and store it into ``array`` at
+    ``region``, on ``scheduler`` (passed to the computation: no process-wide dask
+    setting is changed). With ``stream``, each dask chunk is computed and stored by one
+    thread (the chunks must line up with the array's); otherwise the block is computed
+    whole, then stored."""
+    encoded = encode_for_store(name, var, encoding, array, scheduler=scheduler)
+    data: Any = encoded.data
+    if is_dask_collection(data):
+        if stream:
+            da.store(data, array, regions=region, lock=False, scheduler=scheduler)
+            return
+        data = data.compute(scheduler=scheduler)
+    array[region] = np.asarray(data)
+
+
+def same_stored_dtype(a: Any, b: Any) -> bool:
+    """Whether two dtypes are stored alike by Zarr: byte order aside (Zarr stores one),
+    and fixed-width strings of any length alike (character arrays, ``dtype: "S1"``,
+    are stored as fixed-width bytes of the longest value)."""
+    x, y = np.dtype(a), np.dtype(b)
+    if x.kind in "SU" or y.kind in "SU":
+        return x.kind == y.kind
+    return x.newbyteorder("=") == y.newbyteorder("=")
+
+
+def check_readable(name: Hashable, encoding: Mapping[str, Any]) -> None:
+    """Refuse an encoding whose stored attributes xarray could not read back: with
+    ``_Unsigned: "false"`` on an unsigned type, xarray reads ``_FillValue`` (and
+    ``missing_value``) as the signed type of the same size, where 255 (in 8 bits) does
+    not fit (an ``OverflowError`` on every open of the store)."""
+    unsigned = str(encoding.get("_Unsigned", "")).lower()
+    if unsigned != "false" or "dtype" not in encoding:
+        return
+    try:
+        stored = np.dtype(encoding["dtype"])
+    except TypeError:
+        return
+    if stored.kind != "u":
+        return
+    signed = np.dtype(f"i{stored.itemsize}")
+    for key in ("_FillValue", "missing_value"):
+        value = encoding.get(key)
+        if value is None:
+            continue
+        try:
+            signed.type(int(value))
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise InputValidationError(
+                f"Variable {name!r}: encoding {key}={value!r} with _Unsigned='false' and dtype "
+                f"{stored} cannot be read back: xarray reads it as {signed} "
+                f"({type(exc).__name__}: {exc}), so the store could not be opened. Give a "
+                f"{key} within {signed}'s range (e.g. -1), or drop _Unsigned."
+            ) from exc
