@@ -7,7 +7,8 @@ Built in:
   fork without its writes, is caught here instead of publishing holes;
 - **schema**: every variable of the dataset is an array of the store with the
   same dimension names, a shape that holds the planned region, and the dtype the
-  dataset encodes to (as Zarr stores it: byte order aside, strings of any width).
+  dataset encodes to (as Zarr stores it: byte order aside, strings of any width;
+  or a wider type it casts to safely, e.g. ints written into a float array).
 
 Users add their own checks: callables taking a :class:`CheckContext` that return
 ``None``/``True`` to pass, ``False`` or a message to fail, or raise. All failures
@@ -28,7 +29,7 @@ import xarray as xr
 import zarr
 from icechunk.session import ForkSession
 
-from icechunk_prefect.core.encoding import same_stored_dtype
+from icechunk_prefect.core.encoding import stored_unchanged
 from icechunk_prefect.core.planning import WritePlan, array_path
 from icechunk_prefect.errors import CheckFailedError
 
@@ -175,7 +176,7 @@ def schema_problems(ctx: CheckContext) -> list[str]:
                     f"schema: {name!r} has {size} positions along {dim!r} but the write covers "
                     f"[{sl.start}:{sl.stop}]"
                 )
-        if want.dtype is not None and not same_stored_dtype(arr.dtype, want.dtype):
+        if want.dtype is not None and not stored_unchanged(want.dtype, arr.dtype):
             problems.append(
                 f"schema: {name!r} holds {arr.dtype} in the store, expected {want.dtype}"
             )

@@ -47,7 +47,7 @@ __all__ = [
     "check_readable",
     "encode_for_store",
     "encodes_eagerly",
-    "same_stored_dtype",
+    "stored_unchanged",
     "write_encodings",
     "write_variable",
 ]
@@ -85,6 +85,19 @@ def write_encodings(
     for an array that existed, the encoding xarray reads back from the store.
 
     Only the keys that change values are kept (:data:`VALUE_KEYS`).
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr, zarr
+        from icechunk_prefect.core.encoding import write_encodings
+
+        ds = xr.Dataset({"t": ("x", np.arange(3.0), {}, {"dtype": "f4", "chunks": (3,)})})
+        store = zarr.storage.MemoryStore()
+        ds.to_zarr(store, compute=False, zarr_format=3, consolidated=False)
+        group = zarr.open_group(store, mode="r+")
+        assert write_encodings(ds, group, ["t"], created={"t"}) == {"t": {"dtype": "f4"}}
+        assert write_encodings(ds, group, ["t"], created=())["t"]["dtype"] == np.float32
+        ```
     """
     given = encoding or {}
     out: dict[str, dict[str, Any]] = {}
@@ -135,14 +148,27 @@ def encode_for_store(
     xarray's own Zarr encoder, for the stored ``array``. Dask-backed numbers, booleans
     and times stay lazy; strings and objects, which xarray's encoder would compute on
     dask's default scheduler (on a Dask worker: the cluster), are computed first, on
-    ``scheduler``."""
+    ``scheduler``.
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr, zarr
+        from icechunk_prefect.core.encoding import encode_for_store
+
+        arr = zarr.create_array(zarr.storage.MemoryStore(), shape=(3,), dtype="i2")
+        var = xr.Variable("x", np.array([10.0, 10.5, np.nan]))
+        enc = {"dtype": "i2", "scale_factor": 0.5, "add_offset": 10.0, "_FillValue": -1}
+        assert list(encode_for_store("v", var, enc, arr).values) == [0, 1, -1]
+        ```
+    """
     from xarray.backends.zarr import encode_zarr_variable
 
     var = var.copy(deep=False)
     var.encoding = dict(encoding)
     if var.dtype.kind in "OSUT" and is_dask_collection(var.data):
         var = var.compute(scheduler=scheduler)
-    if var.dtype.kind == "O":
+    masked = encoding.get("_FillValue") is not None or encoding.get("missing_value") is not None
+    if var.dtype.kind == "O" and not masked:  # (a fill value replaces them otherwise)
         var = _fill_missing_objects(var, np.dtype(array.dtype))  # type: ignore[arg-type]
     return encode_zarr_variable(var, name=name, zarr_format=3)
 
@@ -152,7 +178,18 @@ def encodes_eagerly(name: Hashable, var: xr.Variable, encoding: Mapping[str, Any
     ``encoding``: objects, and strings it converts (e.g. to ``dtype: "S1"``, or from a
     ``StringDType`` with a missing-value object). The one-shot write then stores them
     as in-memory arrays, whatever their dask chunks. Found by encoding a one-element
-    stand-in of the same dtype (nothing of ``var`` is computed)."""
+    stand-in of the same dtype (nothing of ``var`` is computed).
+
+    Example:
+        ```python
+        import dask.array as da, numpy as np, xarray as xr
+        from icechunk_prefect.core.encoding import encodes_eagerly
+
+        text = xr.Variable("x", da.from_array(np.array(["ab", "c"]), chunks=1))
+        assert encodes_eagerly("s", text, {"dtype": "S1"})
+        assert not encodes_eagerly("s", text, {})
+        ```
+    """
     if var.dtype.kind == "O":
         return True
     if var.dtype.kind not in "SUT" or not is_dask_collection(var.data):
@@ -183,7 +220,19 @@ def write_variable(
     ``region``, on ``scheduler`` (passed to the computation: no process-wide dask
     setting is changed). With ``stream``, each dask chunk is computed and stored by one
     thread (the chunks must line up with the array's); otherwise the block is computed
-    whole, then stored."""
+    whole, then stored.
+
+    Example:
+        ```python
+        import dask.array as da, numpy as np, xarray as xr, zarr
+        from icechunk_prefect.core.encoding import write_variable
+
+        arr = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="f8")
+        var = xr.Variable("x", da.arange(4.0, chunks=2))
+        write_variable(arr, "v", var, {}, (slice(0, 4),), stream=True)
+        assert list(arr[:]) == [0.0, 1.0, 2.0, 3.0]
+        ```
+    """
     encoded = encode_for_store(name, var, encoding, array, scheduler=scheduler)
     data: Any = encoded.data
     if is_dask_collection(data):
@@ -194,40 +243,67 @@ def write_variable(
     array[region] = np.asarray(data)
 
 
-def same_stored_dtype(a: Any, b: Any) -> bool:
-    """Whether two dtypes are stored alike by Zarr: byte order aside (Zarr stores one),
-    and fixed-width strings of any length alike (character arrays, ``dtype: "S1"``,
-    are stored as fixed-width bytes of the longest value)."""
-    x, y = np.dtype(a), np.dtype(b)
+def stored_unchanged(dtype: Any, stored: Any) -> bool:
+    """Whether values of ``dtype`` are stored unchanged in a Zarr array of dtype
+    ``stored``: the same dtype as Zarr stores it (byte order aside, which Zarr sets;
+    fixed-width strings of any width, since character arrays, ``dtype: "S1"``, are
+    stored as fixed-width bytes of the longest value), or a safe cast (ints into
+    floats).
+
+    Example:
+        ```python
+        from icechunk_prefect.core.encoding import stored_unchanged
+
+        assert stored_unchanged(">i2", "int16") and stored_unchanged("int64", "float64")
+        assert not stored_unchanged("float64", "int64")
+        ```
+    """
+    x, y = np.dtype(dtype), np.dtype(stored)
     if x.kind in "SU" or y.kind in "SU":
         return x.kind == y.kind
-    return x.newbyteorder("=") == y.newbyteorder("=")
+    return x.newbyteorder("=") == y.newbyteorder("=") or np.can_cast(x, y, casting="safe")
 
 
-def check_readable(name: Hashable, encoding: Mapping[str, Any]) -> None:
-    """Refuse an encoding whose stored attributes xarray could not read back: with
+def check_readable(name: Hashable, var: xr.Variable) -> None:
+    """Refuse a variable whose stored attributes xarray could not read back: with
     ``_Unsigned: "false"`` on an unsigned type, xarray reads ``_FillValue`` (and
     ``missing_value``) as the signed type of the same size, where 255 (in 8 bits) does
-    not fit (an ``OverflowError`` on every open of the store)."""
-    unsigned = str(encoding.get("_Unsigned", "")).lower()
-    if unsigned != "false" or "dtype" not in encoding:
+    not fit (an ``OverflowError`` on every open of the store). The attributes come from
+    the variable's encoding, or its ``attrs`` when its values are already encoded.
+
+    Example:
+        ```python
+        import numpy as np, xarray as xr
+        from icechunk_prefect.core.encoding import check_readable
+        from icechunk_prefect.errors import InputValidationError
+
+        enc = {"dtype": "u1", "_Unsigned": "false", "_FillValue": 255}
+        try:
+            check_readable("x", xr.Variable("t", np.ones(2), {}, enc))
+        except InputValidationError as exc:
+            print(exc)  # xarray would read 255 as int8: the store could not be opened
+        check_readable("x", xr.Variable("t", np.ones(2), {}, {**enc, "_FillValue": 127}))
+        ```
+    """
+    cf = {**var.attrs, **var.encoding}
+    if str(cf.get("_Unsigned", "")).lower() != "false":
         return
     try:
-        stored = np.dtype(encoding["dtype"])
+        stored = np.dtype(var.encoding.get("dtype", var.dtype))
     except TypeError:
         return
     if stored.kind != "u":
         return
     signed = np.dtype(f"i{stored.itemsize}")
     for key in ("_FillValue", "missing_value"):
-        value = encoding.get(key)
+        value = cf.get(key)
         if value is None:
             continue
         try:
             signed.type(int(value))
         except (OverflowError, ValueError, TypeError) as exc:
             raise InputValidationError(
-                f"Variable {name!r}: encoding {key}={value!r} with _Unsigned='false' and dtype "
+                f"Variable {name!r}: {key}={value!r} with _Unsigned='false' and dtype "
                 f"{stored} cannot be read back: xarray reads it as {signed} "
                 f"({type(exc).__name__}: {exc}), so the store could not be opened. Give a "
                 f"{key} within {signed}'s range (e.g. -1), or drop _Unsigned."

@@ -163,7 +163,7 @@ def write_metadata(
         stored = set() if existing is None or concrete == "w" else set(existing.array_keys())
         for name, var in template.variables.items():
             if str(name) not in stored:
-                check_readable(name, var.encoding)
+                check_readable(name, var)
         template.to_zarr(
             fork.store,
             group=group,

@@ -19,8 +19,9 @@ import zarr
 import zarr.errors
 from icechunk import IcechunkError
 from icechunk.session import ForkSession
+from xarray.conventions import ensure_not_multiindex
 
-from icechunk_prefect.core.encoding import same_stored_dtype
+from icechunk_prefect.core.encoding import stored_unchanged
 from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.errors import (
     DuplicateStepsError,
@@ -141,11 +142,12 @@ def validate_against_store(
             and "scale_factor" not in arr.attrs
             and "add_offset" not in arr.attrs
             and "dtype" not in var.encoding
-            and not same_stored_dtype(var.dtype, arr.dtype)
+            and not stored_unchanged(var.dtype, arr.dtype)
         ):
             raise SchemaMismatchError(
                 f"Variable {name!r} has dtype {var.dtype} but the stored array holds "
-                f"{arr.dtype}. Cast it (ds[{name!r}].astype('{arr.dtype}')) before writing."
+                f"{arr.dtype}, and the cast could change values. Cast it "
+                f"(ds[{name!r}].astype('{arr.dtype}')) before writing."
             )
         # In-memory variables that are not being extended must match what is stored.
         extended = bool(set(map(str, var.dims)) & write_dims)
@@ -218,6 +220,11 @@ def check_input(
     not increasing."""
     names = sorted(map(str, ds.variables))
     _check_encoding_shape(encoding)
+    for name, var in ds.variables.items():
+        try:
+            ensure_not_multiindex(var, name)
+        except NotImplementedError as exc:
+            raise InputValidationError(f"{exc} (xarray and Zarr refuse it).") from exc
     if not ds.data_vars and not ds.coords:
         raise InputValidationError(
             "The dataset is empty (no variables): there is nothing to write. Check the "
