@@ -425,9 +425,10 @@ CASES: dict[str, Case] = {
     ),
     "object-dtype": Case(f"{XR}DatasetIOBase::test_roundtrip_object_dtype", object_dtype),
     "object-dtype-lazy": Case(
-        f"{XR}DatasetIOBase::test_roundtrip_object_dtype (dask-backed, one value a chunk: "
-        "blocks holding only missing values)",
+        f"{XR}DatasetIOBase::test_roundtrip_object_dtype (dask-backed, one value a chunk, "
+        "stored and dask: partitions holding only missing values)",
         with_lazy_float(lazy(object_dtype, {"a": 1, "b": 1, "c": 1})),
+        {"encoding": {n: {"chunks": (1,)} for n in ("strings_nans", "bytes_nans", "all_nans")}},
     ),
     "string-data": Case(f"{XR}DatasetIOBase::test_roundtrip_string_data", strings),
     "string-data-lazy": Case(
