@@ -73,7 +73,7 @@ from icechunk_prefect.errors import (
     RegionError,
     SchemaMismatchError,
 )
-from tests.helpers import chunks_of, task_states
+from tests.helpers import PeerResult, chunks_of, open_repo, task_states
 
 Outcome = Literal["same", "refused", "stricter", "eager", "correct"]
 SAME: Outcome = "same"  # both write; identical read-back, Zarr metadata and stored values
@@ -335,6 +335,13 @@ def lon_overwritten() -> xr.Dataset:
     return ds.assign(lon=np.full(ds.sizes["lon"], -999))
 
 
+def mismatched_strings(kind: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """create_append_string_length_mismatch_test_data(kind), the second one's steps after
+    the first one's."""
+    ds, more = create_append_string_length_mismatch_test_data(kind)
+    return ds, more.assign_coords(time=[3, 4, 5])
+
+
 def u_zeros() -> xr.Dataset:
     return xr.Dataset({"u": (("x",), np.zeros(10))})
 
@@ -393,6 +400,16 @@ def growing(
             )
         }
     ).chunk(dict(chunks))
+
+
+def U5() -> xr.Dataset:
+    """ZarrBase::test_write_region_errors's ``data``."""
+    return xr.Dataset({"u": (("x",), np.arange(5))})
+
+
+def U2() -> xr.Dataset:
+    """ZarrBase::test_write_region_errors's ``data2``."""
+    return xr.Dataset({"u": (("x",), np.array([10, 11]))})
 
 
 APPEND = appended(0)
@@ -918,26 +935,17 @@ CASES: dict[str, Case] = {
         match=r"encoding is given for \['da'\], which already exist",
         setup=(up(APPEND, mode="w"),),
     ),
-    "append-string-length-mismatch-u": Case(
-        f"{XR}ZarrBase::test_append_string_length_mismatch_raises[U]",
-        lambda: create_append_string_length_mismatch_test_data("U")[1].assign_coords(
-            time=[3, 4, 5]
-        ),
-        {"append_dim": "time"},
-        outcome=REFUSED,
-        match=r"Mismatched dtypes",
-        setup=(up(lambda: create_append_string_length_mismatch_test_data("U")[0], mode="w"),),
-    ),
-    "append-string-length-mismatch-s": Case(
-        f"{XR}ZarrBase::test_append_string_length_mismatch_raises[S]",
-        lambda: create_append_string_length_mismatch_test_data("S")[1].assign_coords(
-            time=[3, 4, 5]
-        ),
-        {"append_dim": "time"},
-        outcome=REFUSED,
-        match=r"Mismatched dtypes",
-        setup=(up(lambda: create_append_string_length_mismatch_test_data("S")[0], mode="w"),),
-    ),
+    **{
+        f"append-string-length-mismatch-{kind.lower()}": Case(
+            f"{XR}ZarrBase::test_append_string_length_mismatch_raises[{kind}]",
+            (lambda kind=kind: mismatched_strings(kind)[1]),
+            {"append_dim": "time"},
+            outcome=REFUSED,
+            match=r"Mismatched dtypes",
+            setup=(up(lambda kind=kind: mismatched_strings(kind)[0], mode="w"),),
+        )
+        for kind in ("U", "S")
+    },
     "append-encoding-consistent": Case(
         f"{XR}ZarrBase::test_check_encoding_is_consistent_after_append",
         TO_APPEND,
@@ -1055,80 +1063,73 @@ CASES: dict[str, Case] = {
     ),
     "region-errors-base": Case(
         f"{XR}ZarrBase::test_write_region_errors (the base case)",
-        lambda: xr.Dataset({"u": (("x",), np.array([10, 11]))}),
+        U2,
         {"region": {"x": slice(2)}},
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
+        setup=(up(U5),),
     ),
-    "region-errors-mode-w": Case(
-        f"{XR}ZarrBase::test_write_region_errors (mode 'w')",
-        lambda: xr.Dataset({"u": (("x",), np.arange(5))}),
-        {"region": {"x": slice(None)}, "mode": "w"},
-        outcome=REFUSED,
-        match=r"region needs mode 'r\+' or 'a'",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-not-a-dict": Case(
-        f"{XR}ZarrBase::test_write_region_errors (region=slice(None): issue 21)",
-        lambda: xr.Dataset({"u": (("x",), np.arange(5))}),
-        {"region": slice(None)},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"region must be a dict",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-not-slices": Case(
-        f"{XR}ZarrBase::test_write_region_errors (a list, not a slice)",
-        lambda: xr.Dataset({"u": (("x",), np.array([10, 11]))}),
-        {"region": {"x": [0, 1]}},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"give a slice",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-step": Case(
-        f"{XR}ZarrBase::test_write_region_errors (a step)",
-        lambda: xr.Dataset({"u": (("x",), np.array([10, 11]))}),
-        {"region": {"x": slice(None, None, 2)}},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"step 2",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-unknown-dim": Case(
-        f"{XR}ZarrBase::test_write_region_errors (a dimension the dataset lacks)",
-        lambda: xr.Dataset({"u": (("x",), np.arange(5))}),
-        {"region": {"y": slice(None)}},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"no dimension of the region \['y'\]",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-variable-off-region": Case(
-        f"{XR}ZarrBase::test_write_region_errors (a variable without a region dimension)",
-        lambda: xr.Dataset({"u": (("x",), np.array([10, 11]))}).assign(v=2),
-        {"region": {"x": slice(2)}},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"Variables \['v'\] have no dimension of the region",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-append-dim": Case(
-        f"{XR}ZarrBase::test_write_region_errors (append_dim and region)",
-        lambda: xr.Dataset({"u": (("x",), np.arange(5))}),
-        {"region": {"x": slice(None)}, "append_dim": "x"},
-        outcome=REFUSED,
-        match=r"append_dim and region cannot be used together",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
-    "region-errors-size": Case(
-        f"{XR}ZarrBase::test_write_region_errors (region size differs)",
-        lambda: xr.Dataset({"u": (("x",), np.array([10, 11]))}),
-        {"region": {"x": slice(3)}},
-        outcome=REFUSED,
-        error=RegionError,
-        match=r"holds 3 positions but the dataset has 2",
-        setup=(up(lambda: xr.Dataset({"u": (("x",), np.arange(5))})),),
-    ),
+    **{
+        f"region-errors-{label}": Case(
+            f"{XR}ZarrBase::test_write_region_errors ({what})",
+            make,
+            kwargs,
+            outcome=REFUSED,
+            error=error,
+            match=match,
+            setup=(up(U5),),
+        )
+        for label, what, make, kwargs, error, match in [
+            (
+                "mode-w",
+                "mode 'w'",
+                U5,
+                {"region": {"x": slice(None)}, "mode": "w"},
+                InputValidationError,
+                r"region needs mode 'r\+' or 'a'",
+            ),
+            (
+                "not-a-dict",
+                "region=slice(None): issue 21",
+                U5,
+                {"region": slice(None)},
+                RegionError,
+                r"region must be a dict",
+            ),
+            ("not-slices", "a list", U2, {"region": {"x": [0, 1]}}, RegionError, r"give a slice"),
+            ("step", "a step", U2, {"region": {"x": slice(None, None, 2)}}, RegionError, r"step 2"),
+            (
+                "unknown-dim",
+                "a dimension the dataset lacks",
+                U5,
+                {"region": {"y": slice(None)}},
+                RegionError,
+                r"no dimension of the region \['y'\]",
+            ),
+            (
+                "variable-off-region",
+                "a variable without a region dimension",
+                lambda: U2().assign(v=2),
+                {"region": {"x": slice(2)}},
+                RegionError,
+                r"Variables \['v'\] have no dimension of the region",
+            ),
+            (
+                "append-dim",
+                "append_dim and region",
+                U5,
+                {"region": {"x": slice(None)}, "append_dim": "x"},
+                InputValidationError,
+                r"append_dim and region cannot be used together",
+            ),
+            (
+                "size",
+                "region size differs",
+                U2,
+                {"region": {"x": slice(3)}},
+                RegionError,
+                r"holds 3 positions but the dataset has 2",
+            ),
+        ]
+    },
     "encoding-chunksizes": Case(
         f"{XR}ZarrBase::test_encoding_chunksizes",
         lambda: xr.Dataset(
@@ -1430,18 +1431,8 @@ CASES: dict[str, Case] = {
 # ------------------------------------------------------------------ running the table
 
 
-@dataclass
-class Result:
-    upstream: Path
-    ours: Path
-    tip: str
-    upstream_error: BaseException | None = None
-    ours_error: BaseException | None = None
-    eager: Path | None = None  # EAGER: upstream's write of the computed input
-
-
-def _repo(path: Path) -> icechunk.Repository:
-    return icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
+Result = PeerResult
+_repo = open_repo
 
 
 def _upstream(make: Maker, path: Path, **kwargs: Any) -> None:

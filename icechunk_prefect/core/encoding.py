@@ -47,6 +47,7 @@ __all__ = [
     "check_readable",
     "encode_for_store",
     "encodes_eagerly",
+    "stored_alike",
     "stored_unchanged",
     "write_encodings",
     "write_variable",
@@ -243,12 +244,28 @@ def write_variable(
     array[region] = np.asarray(data)
 
 
+def stored_alike(dtype: Any, stored: Any) -> bool:
+    """Whether Zarr stores ``dtype`` as ``stored``: byte order aside (Zarr sets one), and
+    fixed-width strings of any width (character arrays, ``dtype: "S1"``, are stored as
+    fixed-width bytes of the longest value).
+
+    Example:
+        ```python
+        from icechunk_prefect.core.encoding import stored_alike
+
+        assert stored_alike(">i2", "int16") and stored_alike("S1", "S4")
+        assert not stored_alike("int64", "float64")
+        ```
+    """
+    x, y = np.dtype(dtype), np.dtype(stored)
+    if x.kind in "SU" or y.kind in "SU":
+        return x.kind == y.kind
+    return x.newbyteorder("=") == y.newbyteorder("=")
+
+
 def stored_unchanged(dtype: Any, stored: Any) -> bool:
-    """Whether values of ``dtype`` are stored unchanged in a Zarr array of dtype
-    ``stored``: the same dtype as Zarr stores it (byte order aside, which Zarr sets;
-    fixed-width strings of any width, since character arrays, ``dtype: "S1"``, are
-    stored as fixed-width bytes of the longest value), or a safe cast (ints into
-    floats).
+    """Whether values of ``dtype`` are stored unchanged in an existing Zarr array of dtype
+    ``stored``: :func:`stored_alike`, or a safe cast (ints into floats).
 
     Example:
         ```python
@@ -258,10 +275,9 @@ def stored_unchanged(dtype: Any, stored: Any) -> bool:
         assert not stored_unchanged("float64", "int64")
         ```
     """
-    x, y = np.dtype(dtype), np.dtype(stored)
-    if x.kind in "SU" or y.kind in "SU":
-        return x.kind == y.kind
-    return x.newbyteorder("=") == y.newbyteorder("=") or np.can_cast(x, y, casting="safe")
+    return stored_alike(dtype, stored) or bool(
+        np.can_cast(np.dtype(dtype), np.dtype(stored), casting="safe")
+    )
 
 
 def check_readable(name: Hashable, var: xr.Variable) -> None:
