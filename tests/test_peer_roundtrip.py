@@ -447,6 +447,12 @@ CASES: dict[str, Case] = {
         with_lazy_float(lazy(object_dtype, {"a": 1, "b": 1, "c": 1})),
         {"encoding": {n: {"chunks": (1,)} for n in ("strings_nans", "bytes_nans", "all_nans")}},
     ),
+    "object-dtype-lazy-whole-graph": Case(
+        f"{XR}DatasetIOBase::test_roundtrip_object_dtype (dask-backed, one task for the whole "
+        "graph)",
+        with_lazy_float(lazy(object_dtype, {"a": 1, "b": 1, "c": 1})),
+        flow_kwargs={"partitioned": False},
+    ),
     "string-data": Case(f"{XR}DatasetIOBase::test_roundtrip_string_data", strings),
     "string-data-lazy": Case(
         f"{XR}DatasetIOBase::test_roundtrip_string_data (dask)", lazy(strings, 1)
@@ -1207,6 +1213,12 @@ CASES: dict[str, Case] = {
         for form, fn in [("decoded", decoded), ("encoded", encoded)]
         for chunked in (False, True)
     },
+    "mask-and-scale-plain-encoded-lazy-whole-graph": Case(
+        f"{XR}ZarrBase::test_roundtrip_mask_and_scale[float64-create_encoded_masked_and_"
+        "scaled_data] (dask, one task for the whole graph; issue 21)",
+        lazy(partial_dtype(create_encoded_masked_and_scaled_data), 2),
+        flow_kwargs={"partitioned": False},
+    ),
     "mask-and-scale-unsigned-false-decoded": Case(
         f"{XR}CFEncodedBase::test_roundtrip_mask_and_scale[float64-create_unsigned_false_"
         "masked_scaled_data] (issue 21)",

@@ -246,20 +246,23 @@ def write_variable(
 
 def stored_alike(dtype: Any, stored: Any) -> bool:
     """Whether Zarr stores ``dtype`` as ``stored``: byte order aside (Zarr sets one), and
-    fixed-width strings of any width (character arrays, ``dtype: "S1"``, are stored as
-    fixed-width bytes of the longest value).
+    text as text of any width or kind, bytes as bytes (character arrays, ``dtype: "S1"``,
+    are stored as fixed-width bytes of the longest value; strings as variable-length).
 
     Example:
         ```python
+        import numpy as np
         from icechunk_prefect.core.encoding import stored_alike
 
         assert stored_alike(">i2", "int16") and stored_alike("S1", "S4")
-        assert not stored_alike("int64", "float64")
+        assert stored_alike(np.dtypes.StringDType(), "<U2")
+        assert not stored_alike("int64", "float64") and not stored_alike("S2", "<U2")
         ```
     """
     x, y = np.dtype(dtype), np.dtype(stored)
-    if x.kind in "SU" or y.kind in "SU":
-        return x.kind == y.kind
+    text = "SUTO"  # fixed-width bytes or unicode, variable-length strings, objects
+    if x.kind in text or y.kind in text:
+        return x.kind in text and y.kind in text and (x.kind == "S") == (y.kind == "S")
     return x.newbyteorder("=") == y.newbyteorder("=")
 
 
