@@ -206,10 +206,13 @@ def demo(
     # seconds; the workers report to the API through the task runner's settings).
     setup_started = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
-        api_started = pool.submit(ensure_shared_api)
+        # The pool thread only starts the server: the environment (process-wide) is set
+        # here, not while the cluster below is being started from this thread.
+        api_started = pool.submit(ensure_shared_api, export=False)
         local: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": None}
         cluster = LocalCluster(n_workers=workers, processes=True, **local)
         api = api_started.result()
+    os.environ["PREFECT_API_URL"] = api
     setup = time.monotonic() - setup_started
     console.print(f"Prefect API: {api}; Dask: {workers} workers; set-up {setup:.1f} s")
     flow = cast(Any, to_icechunk).with_options(

@@ -61,24 +61,32 @@ SMALL_WRITE_BYTES = 256 * 2**20
 runner with no cluster settings, on a local cluster of threads in the flow process."""
 
 _STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-if _STARTUP_TIMEOUT_ENV not in os.environ:
+if (
+    _STARTUP_TIMEOUT_ENV not in os.environ
+    and not os.environ.get("PREFECT_API_URL")
+    and not inside_dask_worker()
+):
     # A flow run with no PREFECT_API_URL starts Prefect's ephemeral server; its first
     # start on a machine (database migrations) takes longer than the 20 s default, and
     # the run then fails with "Timed out while attempting to connect". Allow 180 s
-    # unless the user chose a value.
+    # unless the user chose a value. Not where no server can start (an API is set, or
+    # on a Dask worker, where this import may happen inside a task while other tasks
+    # run: the environment and Prefect's global settings are process-wide).
     from prefect.context import refresh_global_settings_context
 
     os.environ[_STARTUP_TIMEOUT_ENV] = "180"
     refresh_global_settings_context()
 
 
-def ensure_shared_api(startup_timeout: int = 180) -> str:
+def ensure_shared_api(startup_timeout: int = 180, *, export: bool = True) -> str:
     """Return the URL of the Prefect API this process uses, starting one if needed.
 
     With ``PREFECT_API_URL`` set, that URL is returned. Otherwise Prefect's
     ephemeral server (the one a flow run brings up by itself) is started once for
-    this process, and its URL is exported as ``PREFECT_API_URL`` so that processes
-    started afterwards (local Dask workers) use it instead of starting their own.
+    this process, and (with ``export``) its URL is exported as ``PREFECT_API_URL`` so
+    that processes started afterwards (local Dask workers) use it instead of starting
+    their own. From a thread pool, pass ``export=False`` and export the URL from the
+    main thread: the environment is process-wide.
     """
     url = PREFECT_API_URL.value()
     if not url:
@@ -88,7 +96,8 @@ def ensure_shared_api(startup_timeout: int = 180) -> str:
         # A cold start (new database, migrations) takes longer than Prefect's 20 s default.
         server.start(timeout=startup_timeout)
         url = server.api_url
-    os.environ["PREFECT_API_URL"] = url
+    if export:
+        os.environ["PREFECT_API_URL"] = url
     return url
 
 

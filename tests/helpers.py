@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,8 +19,22 @@ import xarray as xr
 import zarr
 
 
-def open_repo(path: str) -> icechunk.Repository:
-    return icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+def open_repo(path: str | Path) -> icechunk.Repository:
+    return icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
+
+
+@dataclass
+class PeerResult:
+    """One input written both ways (tests/test_parity.py, tests/test_peer_roundtrip.py):
+    by upstream into ``upstream`` and by the flow into ``ours``, a copy of the same
+    starting repository whose branch was at ``tip``; each side's error, if it refused."""
+
+    upstream: Path
+    ours: Path
+    tip: str
+    upstream_error: BaseException | None = None
+    ours_error: BaseException | None = None
+    eager: Path | None = None  # upstream's write of the computed input, where compared
 
 
 def read_back(path: str, branch: str = "main", group: str | None = None) -> xr.Dataset:

@@ -43,7 +43,7 @@ from icechunk_prefect.errors import (
     RegionError,
     SchemaMismatchError,
 )
-from tests.helpers import chunks_of
+from tests.helpers import PeerResult, chunks_of, open_repo
 
 Outcome = Literal["same", "refused", "stricter", "correct"]
 SAME: Outcome = "same"  # both write; identical stores
@@ -503,17 +503,8 @@ CASES: dict[str, Case] = {
 # ------------------------------------------------------------------ running the table
 
 
-@dataclass
-class Result:
-    upstream: Path
-    ours: Path
-    tip: str
-    upstream_error: BaseException | None = None
-    ours_error: BaseException | None = None
-
-
-def _repo(path: Path) -> icechunk.Repository:
-    return icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
+Result = PeerResult
+_repo = open_repo
 
 
 def _write_upstream(obj: xr.Dataset | xr.DataArray, path: Path, **kwargs: Any) -> None:

@@ -206,16 +206,22 @@ def plan_arrays(
     )
 
 
-def write_block(fork: ForkSession, dataset: xr.Dataset, partition: Partition) -> ForkSession:
+def write_block(
+    fork: ForkSession, dataset: xr.Dataset, partition: Partition, *, scheduler: str = "threads"
+) -> ForkSession:
     """Write one partition's block of plain arrays into ``fork`` by region, on this
-    process's threads (each dask chunk computed and stored by one thread)."""
+    process's threads (``scheduler``; each dask chunk computed and stored by one
+    thread). Chunks holding only the fill value are written too (set on the arrays,
+    not in Zarr's process-wide configuration)."""
     for name in partition.variables:
         var = dataset.variables[name]
-        target = zarr.open_array(fork.store, path=name, mode="r+")
+        target = zarr.open_array(
+            fork.store, path=name, mode="r+", config={"write_empty_chunks": True}
+        )
         region = tuple(partition.target[str(d)] for d in var.dims)
         data: Any = var.data
         if isinstance(data, da.Array):
-            da.store(data, target, regions=region, lock=False)
+            da.store(data, target, regions=region, lock=False, scheduler=scheduler)
         else:
             target[region] = data
     return fork

@@ -7,7 +7,8 @@ Built in:
   fork without its writes, is caught here instead of publishing holes;
 - **schema**: every variable of the dataset is an array of the store with the
   same dimension names, a shape that holds the planned region, and the dtype the
-  dataset encodes to.
+  dataset encodes to (as Zarr stores it: byte order aside, strings of any width;
+  an existing array may hold it safely in a wider type, e.g. ints in a float array).
 
 Users add their own checks: callables taking a :class:`CheckContext` that return
 ``None``/``True`` to pass, ``False`` or a message to fail, or raise. All failures
@@ -28,6 +29,7 @@ import xarray as xr
 import zarr
 from icechunk.session import ForkSession
 
+from icechunk_prefect.core.encoding import stored_alike, stored_unchanged
 from icechunk_prefect.core.planning import WritePlan, array_path
 from icechunk_prefect.errors import CheckFailedError
 
@@ -174,7 +176,14 @@ def schema_problems(ctx: CheckContext) -> list[str]:
                     f"schema: {name!r} has {size} positions along {dim!r} but the write covers "
                     f"[{sl.start}:{sl.stop}]"
                 )
-        if want.dtype is not None and str(np.dtype(arr.dtype)) != want.dtype:  # type: ignore[arg-type]
+        # An existing array is written with its stored dtype (the plan's encoding, read
+        # from the store), which may hold the dataset's dtype safely (ints in floats).
+        written_as = ctx.plan.encodings.get(name, {}).get("dtype")
+        existing = written_as is not None and stored_alike(written_as, arr.dtype)
+        if want.dtype is not None and not (
+            stored_alike(want.dtype, arr.dtype)
+            or (existing and stored_unchanged(want.dtype, arr.dtype))
+        ):
             problems.append(
                 f"schema: {name!r} holds {arr.dtype} in the store, expected {want.dtype}"
             )

@@ -6,7 +6,6 @@ Nothing here touches a repository.
 from __future__ import annotations
 
 import datetime
-import warnings
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
@@ -28,10 +27,12 @@ __all__ = [
 
 _DATAARRAY_NAME = "__xarray_dataarray_name__"
 _DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
+_NONE_NAME = "__values__"
 
 
 def as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
-    """Turn a DataArray into the Dataset xarray's ``to_zarr`` would write (same naming rules)."""
+    """Turn a DataArray into the Dataset xarray's ``to_zarr`` would write (same naming
+    rules; a variable named ``None`` is named as ``to_zarr`` stores it)."""
     if isinstance(obj, xr.Dataset):
         ds = obj
     elif isinstance(obj, xr.DataArray):
@@ -47,6 +48,9 @@ def as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
             f"Expected an xarray Dataset or DataArray, got {type(obj).__name__}. "
             "Wrap numpy/dask arrays in xarray objects, or use the store_dask flow."
         )
+    if None in ds.variables:
+        # to_zarr stores a variable named None as "__values__" (and reads it back as None).
+        ds = ds.rename({None: _NONE_NAME})  # type: ignore[dict-item]
     if not ds.variables:
         raise InputValidationError(
             "The dataset is empty (no variables): there is nothing to write. "
@@ -92,17 +96,16 @@ def _time_encoding(var: xr.Variable, encoding: Mapping[str, Any]) -> dict[str, A
     # Packed times are encoded to floats first, then packed to the dtype asked for.
     dtype = np.dtype("float64") if packed else out.get("dtype")
     values = np.asarray(var.values)
-    with warnings.catch_warnings():
-        # xarray warns (once more, when the data is written) if the units need changing.
-        warnings.simplefilter("ignore")
-        if values.dtype.kind == "M":
-            num, units, calendar = encode_cf_datetime(
-                values, out.get("units"), out.get("calendar"), dtype
-            )
-            out.update(units=units, calendar=calendar)
-        else:
-            num, units = encode_cf_timedelta(values, out.get("units"), dtype)
-            out["units"] = units
+    # (xarray may warn here that the units need changing; it would when writing too. The
+    # warning is not silenced: warnings.catch_warnings changes process-wide filters.)
+    if values.dtype.kind == "M":
+        num, units, calendar = encode_cf_datetime(
+            values, out.get("units"), out.get("calendar"), dtype
+        )
+        out.update(units=units, calendar=calendar)
+    else:
+        num, units = encode_cf_timedelta(values, out.get("units"), dtype)
+        out["units"] = units
     if not packed:
         out.setdefault("dtype", np.asarray(num).dtype)  # a given dtype is applied after
     return out

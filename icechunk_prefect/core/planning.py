@@ -55,7 +55,10 @@ class Partition:
     label: str
     arrays: bool = False
     """The variables are plain Zarr arrays written by region (``store_dask``, see
-    :mod:`icechunk_prefect.core.arrays`), not a Dataset's variables written by ``to_zarr``."""
+    :mod:`icechunk_prefect.core.arrays`), not a Dataset's variables encoded by xarray."""
+    encodings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The encoding each variable's values are written with (see
+    :func:`~icechunk_prefect.core.encoding.write_encodings`)."""
 
     @property
     def key(self) -> str:
@@ -84,6 +87,9 @@ class WritePlan:
     dims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Plain-array writes: each array's dimensions in ``region`` (see
     :mod:`icechunk_prefect.core.arrays`); empty for a Dataset."""
+    encodings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The encoding each variable written is encoded with, as the one-shot write picks
+    it (see :func:`~icechunk_prefect.core.encoding.write_encodings`)."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (for commit metadata and artifacts)."""

@@ -21,18 +21,17 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import dask
-import dask.config
 import dask.core
+import numpy as np
 import xarray as xr
 import zarr
-import zarr.errors
+from dask.base import is_dask_collection
 from icechunk.session import ForkSession
-from icechunk.xarray import to_icechunk
 
 from icechunk_prefect.core import arrays
 from icechunk_prefect.core.cluster import cluster_watchdog, inside_dask_worker
@@ -40,12 +39,19 @@ from icechunk_prefect.core.datasets import (
     eager_variables,
     lazy_template,
     lazy_variables,
-    subset_variables,
+)
+from icechunk_prefect.core.encoding import (
+    check_readable,
+    encode_for_store,
+    encodes_eagerly,
+    write_encodings,
+    write_variable,
 )
 from icechunk_prefect.core.integrity import chunk_counts
 from icechunk_prefect.core.planning import (
     Partition,
     WritePlan,
+    array_path,
     check_dask_chunks,
     check_region_bounds,
     check_region_chunks,
@@ -129,30 +135,35 @@ def write_metadata(
             f"Group {group or '/'!r} on branch {branch!r} already holds arrays and mode is "
             "'w-' (create only). Pass mode='w' to overwrite, or append_dim / region to update."
         )
-    template = lazy_template(dataset, encoding)
-    resolved: dict[str, slice] | None = None
-    if existing is not None and concrete != "w":
-        check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
-        region_dims: set[str] = set()
-        if region is not None:
-            region_dims = {str(d) for d in (dataset.dims if isinstance(region, str) else region)}
-        validate_against_store(
-            dataset,
-            existing,
-            fork.store,
-            group,
-            append_dim=append_dim,
-            region_dims=region_dims,
-        )
-        if region is not None:
-            # The slices of the region dimensions; index variables are not rewritten.
-            full = resolve_region(
-                dataset, existing, append_dim=None, region=region, appended_from={}
-            )
-            check_region_bounds(full, existing, dataset)
-            resolved = {d: full[d] for d in region_dims}
-            template = template.drop_vars([str(n) for n in dataset.indexes])
     with refusals("The metadata step (creating the arrays)"):
+        template = lazy_template(dataset, encoding)
+        resolved: dict[str, slice] | None = None
+        if existing is not None and concrete != "w":
+            check_like_to_zarr(dataset, existing, concrete, region, encoding, group, append_dim)
+            keys = dataset.dims if isinstance(region, str) else (region or {})
+            region_dims = {str(d) for d in keys}
+            validate_against_store(
+                dataset,
+                existing,
+                fork.store,
+                group,
+                append_dim=append_dim,
+                region_dims=region_dims,
+                mode=concrete,
+            )
+            if region is not None:
+                # The slices of the region dimensions; index variables are not rewritten
+                # (nor are dimensions only they use: to_zarr drops them too).
+                full = resolve_region(
+                    dataset, existing, append_dim=None, region=region, appended_from={}
+                )
+                check_region_bounds(full, existing, dataset)
+                template = template.drop_vars([str(n) for n in dataset.indexes])
+                resolved = {d: full[d] for d in region_dims if d in template.dims}
+        stored = set() if existing is None or concrete == "w" else set(existing.array_keys())
+        for name, var in template.variables.items():
+            if str(name) not in stored:
+                check_readable(name, var)
         template.to_zarr(
             fork.store,
             group=group,
@@ -177,12 +188,19 @@ def plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec | None = 
     inside a Zarr chunk, or, in mode ``'r+'`` (the default with a region), the region
     starts or ends inside one (as ``to_zarr`` refuses these).
     """
-    spec = spec or WriteSpec()
+    with refusals("Planning the write"):
+        return _plan_write(fork, dataset, spec or WriteSpec())
+
+
+def _plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec) -> WritePlan:
     group, mode, append_dim, region = spec.group, spec.mode, spec.append_dim, spec.region
     safe_chunks, align_chunks = spec.safe_chunks, spec.align_chunks
+    concrete = resolve_mode(mode, append_dim, region)
     grp = open_group(fork.store, group)
     if grp is None:
         raise ConfigurationError(f"Group {group or '/'!r} is missing after the metadata step.")
+    new_arrays = set(fork.status().new_arrays)
+    created = {str(n) for n in dataset.variables if array_path(group, str(n)) in new_arrays}
     appended_from: dict[str, int] = {}
     if append_dim is not None:
         ref = next(
@@ -204,6 +222,9 @@ def plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec | None = 
     check_region_bounds(full, grp, dataset)
     lazy = tuple(lazy_variables(dataset))
     eager = tuple(eager_variables(dataset))
+    if concrete == "a-" and append_dim is not None:
+        # As to_zarr: existing variables without append_dim are left as stored.
+        lazy = tuple(n for n in lazy if n in created or append_dim in dataset.variables[n].dims)
     write_dims = set(region or {}) if not isinstance(region, str) else set(map(str, dataset.dims))
     if append_dim:
         write_dims.add(append_dim)
@@ -214,18 +235,22 @@ def plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec | None = 
             is_region_index = name in dims and name in write_dims and name != append_dim
             # Unchanged variables already stored (checked in the metadata step) are left;
             # new ones (their arrays were just created, empty) are written.
-            if is_region_index or (not (dims & write_dims) and holds_data(grp, name)):
+            unchanged = not (dims & write_dims) and (
+                holds_data(grp, name) or (concrete == "a-" and name not in created)
+            )
+            if is_region_index or unchanged:
                 skip.append(name)
         if region is not None:
             for name in skip:
                 if name in dataset.indexes and name in grp:
                     check_index_matches(dataset, fork, group, name, full[name])
+    written = [n for n in (*eager, *lazy) if n not in skip and n in grp]
+    encodings = write_encodings(dataset, grp, written, created=created, encoding=spec.encoding)
     if safe_chunks and not align_chunks:
-        concrete = resolve_mode(mode, append_dim, region)
         for name in lazy:
             var = dataset.variables[name]
-            if var.dtype == object:
-                continue  # xarray computes these to encode them: one write per array
+            if encodes_eagerly(name, var, encodings.get(name, {})):
+                continue  # xarray computes these to encode them: their chunks do not matter
             shape, unit = stored_chunking(grp, name)
             dims = [str(d) for d in var.dims]
             check_dask_chunks(
@@ -248,18 +273,35 @@ def plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec | None = 
         eager=eager,
         lazy=lazy,
         partition_dim=pdim,
-        partitions=tuple(parts),
+        partitions=tuple(
+            replace(p, encodings={n: encodings[n] for n in p.variables}) for p in parts
+        ),
         base_snapshot=fork.snapshot_id,
         skip_eager=tuple(skip),
+        encodings=encodings,
     )
 
 
-def _region_for(var_dims: Mapping[Hashable, int], region: Mapping[str, slice]) -> dict[str, slice]:
-    return {str(d): region[str(d)] for d in var_dims}
+def _region_of(var: xr.Variable, region: Mapping[str, slice]) -> tuple[slice, ...]:
+    return tuple(region[str(d)] for d in var.dims)
+
+
+def _open_array(fork: ForkSession, group: str | None, name: str) -> zarr.Array:
+    """Array ``name`` of ``group`` in ``fork``, for writing. Chunks holding only the fill
+    value are written too (Zarr would skip them; see :func:`write_partition`): set on
+    the array, not in Zarr's process-wide configuration."""
+    return zarr.open_array(
+        fork.store,
+        path=array_path(group, name).lstrip("/"),
+        mode="r+",
+        config={"write_empty_chunks": True},
+    )
 
 
 def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> ForkSession:
-    """Write the in-memory variables of ``dataset`` (e.g. coordinates) into ``fork``.
+    """Write the in-memory variables of ``dataset`` (e.g. coordinates) into ``fork``,
+    each encoded as the one-shot write encodes it (``plan.encodings``, see
+    :mod:`icechunk_prefect.core.encoding`).
 
     Variables the plan marks as unchanged (``skip_eager``) are not rewritten.
     """
@@ -269,28 +311,16 @@ def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> Fork
         var = dataset.variables[name]
         if var.ndim == 0:
             continue  # written with the metadata
-        sub = subset_variables(dataset, [name])
         with refusals(f"Writing the in-memory variable {name!r}"):
-            sub.to_zarr(
-                fork.store,
-                group=plan.group,
-                mode="r+",
-                region=_region_for(sub.sizes, plan.region),
-                consolidated=False,
-                safe_chunks=False,
+            write_variable(
+                _open_array(fork, plan.group, name),
+                name,
+                var,
+                plan.encodings.get(name, {}),
+                _region_of(var, plan.region),
+                stream=False,
             )
     return fork
-
-
-@contextlib.contextmanager
-def _local_threads() -> Iterator[None]:
-    """Compute on this process's threads, even inside a Dask worker.
-
-    Inside a worker, dask's default scheduler is the cluster, which would ship
-    copies of the fork to other workers and lose their writes.
-    """
-    with dask.config.set(scheduler="threads"):
-        yield
 
 
 def _cluster_client(client: Any | None) -> Any | None:
@@ -325,28 +355,22 @@ def _cluster(client: Any | None = None) -> Iterator[None]:
         yield
 
 
-def _streamable(
-    fork: ForkSession, group: str | None, name: str, var: xr.Variable, target: Mapping[str, slice]
-) -> bool:
-    """Whether ``var``'s dask chunks line up with the stored array's chunks in ``target``.
+def _streamable(array: zarr.Array, var: xr.Variable, region: tuple[slice, ...]) -> bool:
+    """Whether ``var``'s dask chunks line up with ``array``'s chunks (shards) at ``region``.
 
     Then the block can be written chunk by chunk on local threads (each thread
     writes whole Zarr chunks of its own); otherwise it is computed first.
     """
     if var.chunks is None:
         return False
-    grp = open_group(fork.store, group)
-    if grp is None or name not in grp:
-        return False
-    shape, unit = stored_chunking(grp, name)
     try:
         check_dask_chunks(
-            name,
+            "",
             var.chunks,
             [str(d) for d in var.dims],
-            unit,
-            [target[str(d)].start for d in var.dims],
-            shape,
+            tuple(array.shards or array.chunks),
+            [sl.start for sl in region],
+            tuple(array.shape),
         )
     except ChunkAlignmentError:
         return False
@@ -579,24 +603,32 @@ def _write_wrapped(
 def _write_partition_here(
     fork: ForkSession, dataset: xr.Dataset, partition: Partition, group: str | None
 ) -> ForkSession:
-    """Write the partition on this process's threads (see :func:`write_partition`)."""
-    with _local_threads(), zarr.config.set({"array.write_empty_chunks": True}):
-        if partition.arrays:  # plain Zarr arrays (store_dask): by region, through Zarr
-            return arrays.write_block(fork, dataset, partition)
-        for name in partition.variables:
-            sub = subset_variables(dataset, [name])
-            if not _streamable(fork, group, name, sub.variables[name], partition.target):
-                sub = sub.compute()
-            sub.to_zarr(
-                fork.store,
-                group=group,
-                mode="r+",
-                region=_region_for(sub.sizes, partition.target),
-                consolidated=False,
-                safe_chunks=False,
+    """Write the partition on this process's threads (see :func:`write_partition`):
+    dask's threaded scheduler is passed to each computation (a process-wide setting
+    would change what concurrent partitions on other threads of this process use)."""
+    if partition.arrays:  # plain Zarr arrays (store_dask): by region, through Zarr
+        return arrays.write_block(fork, dataset, partition, scheduler=_THREADS)
+    for name in partition.variables:
+        var = dataset.variables[name]
+        array = _open_array(fork, group, name)
+        region = _region_of(var, partition.target)
+        with refusals(f"Writing {name!r} of partition {partition.label}"):
+            write_variable(
+                array,
+                name,
+                var,
+                partition.encodings.get(name, {}),
+                region,
+                stream=_streamable(array, var, region),
+                scheduler=_THREADS,
             )
-            del sub
     return fork
+
+
+_THREADS = "threads"
+"""The scheduler partitions compute on: this process's threads, even inside a Dask
+worker (whose default scheduler, the cluster, would ship copies of the fork to other
+workers and lose their writes)."""
 
 
 def write_lazy_graph(
@@ -615,16 +647,19 @@ def write_lazy_graph(
     task secedes (``distributed.worker_client``) so the graph runs on the same
     cluster without holding a worker thread.
 
-    The spec's ``safe_chunks`` and ``align_chunks`` were applied by :func:`plan_write`,
-    which refuses what they refuse. The graph itself is always aligned onto the Zarr
-    chunks: misaligned chunks that were allowed (``safe_chunks=False``) would
-    otherwise have two dask tasks write one chunk from two forks (one write lost at
-    the merge), and a region starting inside a chunk (allowed with mode ``'a'``)
-    would be refused by this mode ``'r+'`` write of existing arrays.
+    Each variable is encoded as the one-shot write encodes it (``plan.encodings``, see
+    :mod:`icechunk_prefect.core.encoding`), then stored with
+    ``icechunk.dask.store_dask``. The spec's ``safe_chunks`` and ``align_chunks`` were
+    applied by :func:`plan_write`, which refuses what they refuse. The graph itself is
+    always aligned onto the Zarr chunks: misaligned chunks that were allowed
+    (``safe_chunks=False``) would otherwise have two dask tasks write one chunk from
+    two forks (one write lost at the merge).
     A cluster that cannot run the graph for ``cluster_timeout`` seconds ends the
     wait as :func:`write_partition` does.
     """
-    sub = subset_variables(dataset, plan.lazy)
+    from icechunk.dask import store_dask
+    from xarray.backends.chunks import grid_rechunk
+
     client = _cluster_client(client)
     watched = (
         cluster_watchdog(client, what="the lazy graph", timeout=cluster_timeout)
@@ -634,13 +669,28 @@ def write_lazy_graph(
     with watched, _cluster(client):
         if plan.dims:  # plain arrays (store_dask)
             return arrays.write_graph(fork, dataset, plan, split_every)
-        to_icechunk(
-            sub,
-            fork,
-            group=plan.group,
-            mode="r+",
-            region=_region_for(sub.sizes, plan.region),
-            align_chunks=True,
-            split_every=split_every,
-        )
+        sources: list[Any] = []
+        targets: list[zarr.Array] = []
+        regions: list[tuple[slice, ...]] = []
+        for name in plan.lazy:
+            var = dataset.variables[name]
+            array = zarr.open_array(
+                fork.store, path=array_path(plan.group, name).lstrip("/"), mode="r+"
+            )
+            region = _region_of(var, plan.region)
+            with refusals(f"Encoding the lazy variable {name!r}"):
+                encoded = encode_for_store(name, var, plan.encodings.get(name, {}), array)
+            if not is_dask_collection(encoded.data):  # computed to be encoded (strings)
+                array[region] = np.asarray(encoded.data)
+                continue
+            encoded = grid_rechunk(encoded, tuple(array.shards or array.chunks), region)
+            sources.append(encoded.data)
+            targets.append(array)
+            regions.append(region)
+        if sources:
+            fork.merge(
+                store_dask(
+                    sources=sources, targets=targets, regions=regions, split_every=split_every
+                )
+            )
     return fork

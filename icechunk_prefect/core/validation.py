@@ -17,8 +17,11 @@ import numpy as np
 import xarray as xr
 import zarr
 import zarr.errors
+from icechunk import IcechunkError
 from icechunk.session import ForkSession
+from xarray.conventions import ensure_not_multiindex
 
+from icechunk_prefect.core.encoding import stored_unchanged
 from icechunk_prefect.core.spec import WriteMode
 from icechunk_prefect.errors import (
     DuplicateStepsError,
@@ -48,7 +51,15 @@ _MODES: tuple[WriteMode, ...] = ("w", "w-", "a", "a-", "r+")
 def resolve_mode(
     mode: WriteMode | None, append_dim: Hashable | None, region: object | None
 ) -> WriteMode:
-    """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``."""
+    """xarray's default: ``a`` with ``append_dim``, ``r+`` with ``region``, else ``w-``.
+
+    ``region`` must be a mapping or a string (as ``to_zarr`` requires)."""
+    if region is not None and not isinstance(region, str | Mapping):
+        raise RegionError(
+            f"region must be a dict (dimension names to slices or 'auto') or 'auto', got "
+            f"{region!r} ({type(region).__name__}); to_zarr refuses it too (``region`` must "
+            "be a dict)."
+        )
     if mode is not None:
         if mode not in _MODES:
             raise InputValidationError(
@@ -99,8 +110,10 @@ def validate_against_store(
     *,
     append_dim: str | None,
     region_dims: set[str],
+    mode: WriteMode = "a",
 ) -> None:
-    """Refuse writes whose variables do not fit the arrays already stored."""
+    """Refuse writes whose variables do not fit the arrays already stored (with
+    ``mode="a-"``, variables without ``append_dim`` are not written: they may differ)."""
     write_dims = set(region_dims) | ({append_dim} if append_dim else set())
     stored_ds: xr.Dataset | None = None
     for name, var in ds.variables.items():
@@ -129,14 +142,16 @@ def validate_against_store(
             and "scale_factor" not in arr.attrs
             and "add_offset" not in arr.attrs
             and "dtype" not in var.encoding
-            and np.dtype(var.dtype) != np.dtype(arr.dtype)  # type: ignore[arg-type]
+            and not stored_unchanged(var.dtype, arr.dtype)
         ):
             raise SchemaMismatchError(
                 f"Variable {name!r} has dtype {var.dtype} but the stored array holds "
-                f"{arr.dtype}. Cast it (ds[{name!r}].astype('{arr.dtype}')) before writing."
+                f"{arr.dtype}, and the cast could change values. Cast it "
+                f"(ds[{name!r}].astype('{arr.dtype}')) before writing."
             )
         # In-memory variables that are not being extended must match what is stored.
-        if (append_dim or region_dims) and not (set(map(str, var.dims)) & write_dims):
+        extended = bool(set(map(str, var.dims)) & write_dims)
+        if (append_dim or region_dims) and not extended and not (mode == "a-" and append_dim):
             if stored_ds is None:
                 stored_ds = xr.open_zarr(store, group=group_path, consolidated=False)
             if name in stored_ds.variables and not _same_values(var, stored_ds.variables[name]):
@@ -204,6 +219,12 @@ def check_input(
     naming what the dataset lacks, an ``append_dim`` coordinate that is duplicated or
     not increasing."""
     names = sorted(map(str, ds.variables))
+    _check_encoding_shape(encoding)
+    for name, var in ds.variables.items():
+        try:
+            ensure_not_multiindex(var, name)
+        except NotImplementedError as exc:
+            raise InputValidationError(f"{exc} (xarray and Zarr refuse it).") from exc
     if not ds.data_vars and not ds.coords:
         raise InputValidationError(
             "The dataset is empty (no variables): there is nothing to write. Check the "
@@ -242,6 +263,24 @@ def check_input(
             )
 
 
+def _check_encoding_shape(encoding: object) -> None:
+    """``encoding`` must map variable names to dicts (xarray: "must be castable to a
+    dictionary")."""
+    if encoding is None:
+        return
+    if not isinstance(encoding, Mapping):
+        raise InputValidationError(
+            f"encoding must be a dict of variable names to dicts, got {type(encoding).__name__} "
+            f"{encoding!r}."
+        )
+    bad = {str(k): v for k, v in encoding.items() if not isinstance(v, Mapping)}
+    if bad:
+        raise InputValidationError(
+            f"encoding for {sorted(bad)} must be castable to a dictionary (xarray's own "
+            f"words), got {bad}. Give each variable a dict, e.g. {{'t': {{'dtype': 'f4'}}}}."
+        )
+
+
 # What xarray, Zarr and NumPy raise when they refuse a dataset or an argument.
 _REFUSALS: tuple[type[BaseException], ...] = (
     ValueError,
@@ -249,17 +288,19 @@ _REFUSALS: tuple[type[BaseException], ...] = (
     KeyError,
     IndexError,
     NotImplementedError,
+    ArithmeticError,  # OverflowError: a value or fill value out of the stored type's range
     zarr.errors.BaseZarrError,
 )
 
 
 @contextlib.contextmanager
 def refusals(step: str) -> Iterator[None]:
-    """Re-raise what xarray/Zarr refuse in ``step`` as :class:`InputValidationError`
-    (the package's own errors pass through)."""
+    """Re-raise what xarray/Zarr/NumPy refuse in ``step`` as :class:`InputValidationError`
+    (final: not retried), with their message. The package's own errors pass through, and
+    so do Icechunk's (storage, sessions, objects not found: their own retry decides)."""
     try:
         yield
-    except IcechunkPrefectError:
+    except (IcechunkPrefectError, IcechunkError):
         raise
     except _REFUSALS as exc:
         raise InputValidationError(
@@ -288,7 +329,7 @@ def check_like_to_zarr(
     if region is not None:
         keys = set(map(str, ds.dims)) if isinstance(region, str) else set(map(str, region))
         unrelated = [str(n) for n, v in ds.variables.items() if not keys & set(map(str, v.dims))]
-        if unrelated:
+        if keys and unrelated:  # region={} rewrites everything (to_zarr allows it)
             raise RegionError(
                 f"Variables {unrelated} have no dimension of the region {sorted(keys)}: a region "
                 "write rewrites only data along the region. Drop them first "
