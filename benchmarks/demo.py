@@ -124,7 +124,7 @@ def parse_demo_output(text: str, run: DemoRun) -> None:
 
 
 BUILD = ["sync", "--compile-bytecode"]
-"""The README's step 0: build the environment once, with bytecode."""
+"""How the README builds the environment where Python writes no bytecode itself (once)."""
 
 
 def run_demo(

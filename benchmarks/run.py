@@ -629,7 +629,7 @@ def demo_rows(
         runs[key] = demo.run_demo(uv, copy, env, repo, args.demo_args, 900, build=key == "7a")
     labels = {
         "7a": "demo, cold: fresh copy of the project, env build (`uv sync --compile-bytecode`, "
-        "the README's step 0, timed), new PREFECT_HOME",
+        "as the README says where PYTHONDONTWRITEBYTECODE is set; timed), new PREFECT_HOME",
         "7b": "demo, warm: the same copy and PREFECT_HOME again",
     }
     for key, run in runs.items():

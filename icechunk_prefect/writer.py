@@ -211,7 +211,7 @@ class FlowDatasetWriter:
     _keys: list[str] | None = field(default=None, init=False, repr=False)
     _scope: str | None = field(default=None, init=False, repr=False)
     _child: ForkSession | None = field(default=None, init=False, repr=False)
-    _units: list[tuple[ForkSession, Mapping[str, int] | None]] = field(
+    _units: list[tuple[ForkSession, Mapping[str, int] | None] | None] = field(
         default_factory=list, init=False, repr=False
     )
     _rounds: list[RebaseRound] = field(default_factory=list, init=False)
@@ -384,7 +384,7 @@ class FlowDatasetWriter:
                     for future in self._lazy_forks:
                         future.result()  # the first failed write raises its error
                 count = len(self.plan.partitions) if self.partitioned else 1
-                self._units = [None] * count  # type: ignore[list-item]  # (filled by _collect)
+                self._units = [None] * count  # filled by _collect
                 redo = self._collect(self._batches, self._lazy_forks)
                 if redo:
                     self._collect(*self._submit(redo, again=True))
@@ -397,9 +397,11 @@ class FlowDatasetWriter:
     def _merge_units(self) -> ForkSession:
         """Tree-merge the lazy writes' forks (with their chunk counts) into the metadata fork."""
         assert self.fork is not None
-        level: list[Any] = [f for f, _ in self._units]
+        # (A unit whose result never came is not merged: the validation gate reports it.)
+        units = [u for u in self._units if u is not None]
+        level: list[Any] = [f for f, _ in units]
         counts: list[Mapping[str, int]] | None = (
-            [c for _, c in self._units if c is not None] if self._units else None
+            [c for _, c in units if c is not None] if units else None
         )
         if counts is not None and len(counts) != len(level):
             counts = None
@@ -422,7 +424,7 @@ class FlowDatasetWriter:
             level = merged
         if not level:
             return self.fork
-        return merge_task(level, self.fork, label=f"{len(self._units)} forks", counts=counts)
+        return merge_task(level, self.fork, label=f"{len(units)} forks", counts=counts)
 
     def _collect(
         self, batches: Sequence[Sequence[int]], futures: Sequence[PrefectFuture[Any]]
@@ -432,8 +434,9 @@ class FlowDatasetWriter:
         (``Cached``) whose fork cannot be reused any more (garbage collected, or
         changed by a commit since it was written; see :func:`check_reused_task`)."""
         plan = self._require_plan()
-        cached: dict[str | None, list[int]] = {}  # partitions reused whole, by their base
-        for batch, future in zip(batches, futures, strict=True):
+        # partitions reused whole (index, fork), by the base they were written on
+        cached: dict[str | None, list[tuple[int, ForkSession]]] = {}
+        for batch, future in zip(batches, futures, strict=False):
             result = future.result()
             if isinstance(result, PartitionsWritten):
                 units = list(zip(result.forks, result.counts, strict=True))
@@ -445,20 +448,20 @@ class FlowDatasetWriter:
                 units, fork_base = [(result, None)], plan.base_snapshot
             for i, unit in zip(batch, units, strict=True):
                 self._units[i] = unit
-            if _reused(future.state):
-                cached.setdefault(fork_base, []).extend(batch)
+                if _reused(future.state):
+                    cached.setdefault(fork_base, []).append((i, unit[0]))
         redo: list[int] = []
         for fork_base, reused in cached.items():
             problems = check_reused_task(
-                [self._units[i][0] for i in reused],
+                [fork for _, fork in reused],
                 label=f"{len(reused)} reused forks",
                 repo=self._source,
                 fork_base=fork_base,
                 base_snapshot=plan.base_snapshot,
             )
-            for i, problem in zip(reused, problems, strict=True):
+            for (i, fork), problem in zip(reused, problems, strict=True):
                 if problem is None:
-                    self._note_reused(self._units[i][0])
+                    self._note_reused(fork)
                 else:
                     log_discarded(f"write {self._labels([[i]])[0]}", problem)
                     redo.append(i)
@@ -595,10 +598,11 @@ class FlowDatasetWriter:
                 )
         hit = [
             i
-            for i, (fork, _) in enumerate(self._units)
-            if any(
+            for i, unit in enumerate(self._units)
+            if unit is not None
+            and any(
                 set(map(tuple, coords)) & set(found.chunks.get(path, ()))
-                for path, coords in fork.status().updated_chunks.items()
+                for path, coords in unit[0].status().updated_chunks.items()
                 if path in found.chunks
             )
         ]

@@ -71,12 +71,24 @@ def test_uv_run_prints_only_what_the_command_prints(tmp_path):
     assert proc.stderr == ""
 
 
+def test_ci_builds_bytecode_before_the_tests():
+    """``.ci/run`` builds the environment with bytecode before the README's test command
+    (the README says to, where Python writes none itself)."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "uv sync --quiet --compile-bytecode" in ci
+    assert ci.index("--compile-bytecode") < ci.index("uv run pytest")
+    assert "export ICECHUNK_PREFECT_EXPECT_BYTECODE=1" in ci
+
+
 def test_environment_has_bytecode_where_python_writes_none():
-    """Where ``PYTHONDONTWRITEBYTECODE`` is set, the modules every process imports at start
-    (Prefect's server, distributed) have bytecode from the build (``uv sync
-    --compile-bytecode``), so no process compiles them from source."""
+    """Where ``PYTHONDONTWRITEBYTECODE`` is set and the environment was built with
+    bytecode (``uv sync --compile-bytecode``, as ``.ci/run`` does, and says so), the
+    modules every process imports at start (Prefect's server, distributed) still have it
+    after ``uv run``: no process compiles them from source."""
     if not sys.flags.dont_write_bytecode:
         pytest.skip("Python writes bytecode itself here (PYTHONDONTWRITEBYTECODE is not set)")
+    if not os.environ.get("ICECHUNK_PREFECT_EXPECT_BYTECODE"):
+        pytest.skip("the environment was not built with `uv sync --compile-bytecode` here")
     _uv()
     for module in ("prefect.server.api.server", "distributed.worker", "xarray.core.dataset"):
         spec = importlib.util.find_spec(module)
@@ -84,5 +96,5 @@ def test_environment_has_bytecode_where_python_writes_none():
         cached = importlib.util.cache_from_source(spec.origin)
         assert Path(cached).exists(), (
             f"no bytecode for {module} ({cached}): build the environment with "
-            "`uv sync --compile-bytecode` (README, step 0)"
+            "`uv sync --compile-bytecode` (README, the two commands)"
         )

@@ -129,7 +129,7 @@ def _persist_task_results(monkeypatch) -> None:
         "write_eager_task",
         "write_partitions_task",
         "merge_task",
-        "commit_task",
+        "try_commit_task",
     ):
         task = getattr(writer, name)
         if task.cache_policy is NO_CACHE:

@@ -71,6 +71,10 @@ def chromium() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+_SERVER_REFUSED = ("Something went wrong", "Unknown error while")
+"""What the V1 and V2 UIs show when a request failed on the server's side."""
+
+
 def _literal(text: str) -> str:
     """``text`` as an XPath string literal."""
     if "'" not in text:
@@ -185,9 +189,11 @@ class RunForm:
         self.click(add)
         dialog = self.wait(lambda: self.xpath("//*[@role='dialog']"), "new block dialog")[-1]
         self._fill_block(name, fields, dialog)
-        create = self.xpath(".//button[normalize-space()='Create']", dialog)
-        self.click(create[0])
-        self.wait(lambda: not self.xpath("//*[@role='dialog']"), "dialog closed")
+        self.click_until(
+            lambda: self.xpath(".//button[normalize-space()='Create']", dialog)[0],
+            lambda: not self.xpath("//*[@role='dialog']"),
+            "dialog closed",
+        )
         self.wait(lambda: name in self.text(), f"block {name!r} in the picker")
 
     def create_block_page(self, slug: str, name: str, fields: dict[str, Any]) -> None:
@@ -197,8 +203,11 @@ class RunForm:
         save = "//button[normalize-space()='Save' or normalize-space()='Create']"
         self.wait(lambda: self.xpath(save), "Save button")
         self._fill_block(name, fields, None)
-        self.click(self.xpath(save)[0])
-        self.wait(lambda: "/create" not in self.driver.current_url, "the saved block's page")
+        self.click_until(
+            lambda: self.xpath(save)[0],
+            lambda: "/create" not in self.driver.current_url,
+            "the saved block's page",
+        )
 
     def _fill_block(self, name: str, fields: dict[str, Any], root: Any) -> None:
         self.input_after("Block Name" if self.ui == "v1" else "Name", root).send_keys(name)
@@ -247,6 +256,31 @@ class RunForm:
 
     def submit(self) -> None:
         self.shot("before-submit")
-        button = self.xpath("//button[normalize-space()='Submit']")[0]
-        self.click(button)
-        self.wait(lambda: "/run" not in self.driver.current_url, "the page after Submit", 90)
+        self.click_until(
+            lambda: self.xpath("//button[normalize-space()='Submit']")[0],
+            lambda: "/run" not in self.driver.current_url,
+            "the page after Submit",
+        )
+
+    def refusals(self) -> int:
+        """How many messages saying that the server refused a request the UI shows
+        (Prefect's server answers 503 while its SQLite database is busy; the UIs do not
+        retry)."""
+        signs = " or ".join(f"contains(normalize-space(), {_literal(t)})" for t in _SERVER_REFUSED)
+        return len(self.xpath(f"//*[({signs}) and not(*[{signs}])]"))
+
+    def click_until(
+        self, button: Callable[[], Any], done: Callable[[], Any], what: str, tries: int = 3
+    ) -> None:
+        """Click ``button()`` until ``done()``: again, as a user would, when the UI says the
+        server refused the request (a new message, see :meth:`refusals`), at most ``tries``
+        times."""
+        for attempt in range(tries):
+            before = self.refusals()
+            self.click(button())
+            self.wait(lambda before=before: done() or self.refusals() > before, what, 90)
+            if done():
+                return
+            self.shot(f"refused-{what}-{attempt}")
+            time.sleep(1)
+        raise AssertionError(f"{self.ui}: {what}: the server refused {tries} times")
