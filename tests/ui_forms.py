@@ -9,6 +9,7 @@ saves a new block, the dry-run switch and the Submit button.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -122,8 +123,13 @@ class RunForm:
         return str(self.driver.find_element("tag name", "body").text)
 
     def click(self, element: Any) -> None:
+        from selenium.common.exceptions import ElementClickInterceptedException
+
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-        element.click()
+        try:
+            element.click()
+        except ElementClickInterceptedException:  # a toast over it (the user moves it away)
+            self.driver.execute_script("arguments[0].click();", element)
 
     def label(self, name: str, root: Any = None) -> Any:
         """The element whose own text is ``name`` (a parameter's or a field's label)."""
@@ -173,7 +179,18 @@ class RunForm:
         typed.send_keys(Keys.CONTROL, "a")
         typed.send_keys(Keys.DELETE)
         typed.send_keys(day.isoformat(), Keys.ENTER)
-        typed.send_keys(Keys.ESCAPE)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        with contextlib.suppress(StaleElementReferenceException):  # Enter may have closed it
+            typed.send_keys(Keys.ESCAPE)
+        self.wait(
+            lambda: (
+                day.isoformat() in str(self.input_after(name, root).text)
+                or day.strftime("%m/%d/%Y") in str(self.input_after(name, root).text)
+                or not self.xpath("//*[@data-radix-popper-content-wrapper]")
+            ),
+            f"date of {name!r} set",
+        )
 
     def choose_tab(self, title: str) -> None:
         """Click the tab ``title`` of a parameter with several types (the source kinds)."""
