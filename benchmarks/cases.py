@@ -628,12 +628,16 @@ def backfill_under_appends(
     time_chunk: int,
     partitions: int,
     append_every: float,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     """A backfill of the newest ``partitions`` chunks of a daily dataset (the last chunk
-    partly filled), run twice from a fresh plan: alone, then while another process
-    appends one day every ``append_every`` seconds (as an hourly schedule would, only
-    faster). Returns both wall times, the rounds, partitions re-written and kept, and
-    the appends that landed during the second backfill; checks the values."""
+    partly filled), run from a fresh plan ``repeat`` times each way: alone; while another process
+    appends one day every ``append_every`` seconds to a copy of the dataset (the same
+    load on the machine, no collision); and while it appends to the same dataset (as an
+    hourly schedule would, only faster). Returns the wall times each way, and for the
+    last way the rounds, their seconds, the partitions re-written and the appends that
+    landed during each backfill; checks the values."""
+    import shutil
     import subprocess
     import sys
     import threading
@@ -651,61 +655,85 @@ def backfill_under_appends(
 
     create_dataset(path, source(periods), fill=True, partition_size=time_chunk, cluster=cluster)
     start = source(periods).template().indexes["time"][time_chunk // 2].date()
-    end = source(periods).template().indexes["time"][-1].date()
 
     def backfill() -> tuple[float, dict[str, Any]]:
+        """From ``start`` to the newest stored day (appends move it)."""
+        stored = create_repo_handle(path).readonly_session("main").store
+        days = xr.open_zarr(stored, consolidated=False).sizes["time"]
+        end = source(days).template().indexes["time"][-1].date()
         t0 = time.perf_counter()
         result = backfill_dataset(
-            path, start, end, source(periods), partition_size=time_chunk, cluster=cluster
+            path, start, end, source(days), partition_size=time_chunk, cluster=cluster
         )
         seconds = time.perf_counter() - t0
         repo = create_repo_handle(path)
         meta = next(iter(repo.ancestry(snapshot_id=result.snapshot_id))).metadata or {}
         return seconds, meta.get(REBASE) or {}
 
+    def under_appends(target: str) -> tuple[list[tuple[float, dict[str, Any], int]], int]:
+        """``repeat`` backfills of ``path`` while a process appends to ``target``: for each
+        its time, its rounds and the appends that landed on ``path`` during it; and the
+        appends in all."""
+        stop = workdir / "row11-stop"
+        stop.unlink(missing_ok=True)
+        appender = subprocess.Popen(
+            [sys.executable, "-c", _APPENDER, target, address, str(stop), str(append_every),
+             str(periods), str(nlat), str(nlon), str(time_chunk)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(appender.stdout.readline, "")))
+        reader.start()
+        runs = []
+        try:
+            deadline = time.monotonic() + 300
+            while not any(line.startswith("APPENDED") for line in lines):  # appends under way
+                if appender.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the appender did not append: {appender.stderr.read()[-2000:]}"
+                    )
+                time.sleep(0.1)
+            for _ in range(repeat):
+                before = len(list(create_repo_handle(path).ancestry(branch="main")))
+                seconds, rebase = backfill()
+                after = len(list(create_repo_handle(path).ancestry(branch="main")))
+                runs.append((seconds, rebase, after - before - 1))
+        finally:
+            stop.touch()
+            _, err = appender.communicate(timeout=300)
+            reader.join()
+        appended = sum(line.startswith("APPENDED") for line in lines)
+        if appender.returncode != 0 or not appended:
+            raise RuntimeError(f"the appender failed: {err[-2000:]}")
+        return runs, appended
+
     backfill()  # warm-up (untimed): imports, first plan
-    alone, _ = backfill()
-    stop = workdir / "row11-stop"
-    stop.unlink(missing_ok=True)
-    appender = subprocess.Popen(
-        [sys.executable, "-c", _APPENDER, path, address, str(stop), str(append_every),
-         str(periods), str(nlat), str(nlon), str(time_chunk)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(appender.stdout.readline, "")))
-    reader.start()
-    try:
-        deadline = time.monotonic() + 300
-        while not any(line.startswith("APPENDED") for line in lines):  # appends under way
-            if appender.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the appender did not append: {appender.stderr.read()[-2000:]}")
-            time.sleep(0.1)
-        before = len(list(create_repo_handle(path).ancestry(branch="main")))
-        during, rebase = backfill()
-        after = len(list(create_repo_handle(path).ancestry(branch="main")))
-    finally:
-        stop.touch()
-        _, err = appender.communicate(timeout=300)
-        reader.join()
-    appended = sum(line.startswith("APPENDED") for line in lines)
-    if appender.returncode != 0 or not appended:
-        raise RuntimeError(f"the appender failed: {err[-2000:]}")
+    alone = [backfill()[0] for _ in range(repeat)]
+    copy = f"{path}-copy"
+    shutil.copytree(path, copy)
+    loaded, _ = under_appends(copy)
+    cleanup(copy)
+    if any(rebase for _, rebase, _ in loaded):
+        raise RuntimeError(f"a backfill of a dataset nobody else wrote needed rounds: {loaded}")
+    during, appended = under_appends(path)
     ds = xr.open_zarr(create_repo_handle(path).readonly_session("main").store, consolidated=False)
     ds = ds.isel(time=slice(0, periods + appended)).load()
     for name in ds.data_vars:
         np.testing.assert_allclose(ds[name].values, expected_values(ds, name), rtol=1e-6)
     cleanup(path)
+    rebases = [rebase for _, rebase, _ in during]
     return {
         "alone": alone,
-        "during": during,
-        "rounds": rebase.get("rounds", 0),
-        "rewritten": rebase.get("rewritten", 0),
-        "kept": rebase.get("kept", partitions),
-        "partitions": partitions,
-        "appends_during": after - before - 1,
+        "loaded": [seconds for seconds, _, _ in loaded],
+        "during": [seconds for seconds, _, _ in during],
+        "rounds": [rebase.get("rounds", 0) for rebase in rebases],
+        "round_seconds": [rebase.get("seconds", 0.0) for rebase in rebases],
+        "rewritten": [rebase.get("rewritten", 0) for rebase in rebases],
+        "partitions": max(rebase.get("kept", 0) + rebase.get("rewritten", 0) for rebase in rebases)
+        or None,
+        "appends_during": [n for _, _, n in during],
         "appends": appended,
-        "days": periods,
+        "days": periods - time_chunk // 2,
     }
 
 

@@ -708,7 +708,7 @@ def _rows(
             "Prefect API": api if args.address else f"{api} (started for this run)",
             "Prefect API process": api_note,
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", ""),
-            "repeats (rows 1 and 8, median kept, ways interleaved)": args.repeat,
+            "repeats (rows 1, 8, 11; median kept; 1 and 8 interleave the ways)": args.repeat,
             "profiled": "yes (timings include profiler overhead)" if args.profile else "no",
         }
     )
@@ -900,22 +900,41 @@ def row_11(
         time_chunk=chunk,
         partitions=args.backfill_partitions,
         append_every=args.append_every,
+        repeat=max(1, args.repeat),
     )
-    ratio = r["during"] / r["alone"]
+    alone, loaded, during = (statistics.median(r[k]) for k in ("alone", "loaded", "during"))
+    ratio = during / alone
     step_mb = 3 * nlat * nlon * 4 / MB
+    rounds, rewritten = sum(r["rounds"]), sum(r["rewritten"])
+
+    def runs(key: str) -> str:
+        return ", ".join(fmt_s(x) for x in r[key])
+
     report.row(
         "11",
-        f"two writers: `backfill_dataset` of the newest {r['partitions']} chunks "
-        f"({r['partitions'] * chunk} days of 3 x {nlat} x {nlon} float32, "
-        f"{r['partitions'] * chunk * step_mb:,.0f} MB; the last chunk half full) while another "
-        f"process runs `append_dataset` of one day every {args.append_every:g} s",
-        f"landed: {r['rounds']} round(s), {r['rewritten']} partition(s) re-written on the new "
-        f"tip, {r['kept']} kept; {r['appends_during']} append(s) committed during it "
-        f"({r['appends']} in all); with appends {fmt_s(r['during'])}, alone {fmt_s(r['alone'])}; "
-        "values verified",
-        f"{ratio:.2f} x alone; re-written {r['rewritten']} / rounds {r['rounds']}",
-        f"{verdict(ratio, 1.1)}; re-written <= {r['rounds']} (one collided chunk a round): "
-        f"{'met' if r['rewritten'] <= r['rounds'] else 'missed'}",
+        f"two writers: `backfill_dataset` from day {chunk // 2} to the newest day "
+        f"({r['days']} days at first, {r['partitions']} partitions of {chunk} days of "
+        f"3 x {nlat} x {nlon} float32, {r['days'] * step_mb:,.0f} MB; the last chunk "
+        f"half full) while another process runs `append_dataset` of one day every "
+        f"{args.append_every:g} s; {len(r['during'])} run(s) each way, the median kept",
+        f"landed each time: round(s) {r['rounds']} (their own time: "
+        f"{', '.join(fmt_s(x) for x in r['round_seconds'])}), partition(s) re-written on the "
+        f"new tip {r['rewritten']} of {r['partitions']}; append(s) committed during each "
+        f"{r['appends_during']} ({r['appends']} in all); with appends {fmt_s(during)} "
+        f"({runs('during')}), alone {fmt_s(alone)} ({runs('alone')}), with the same appends "
+        f"going to a copy of the dataset (the load, no collision) {fmt_s(loaded)} "
+        f"({runs('loaded')}); values verified",
+        f"{ratio:.2f} x alone ({during / loaded:.2f} x under the same load); "
+        f"re-written {rewritten} / rounds {rounds}",
+        f"{verdict(ratio, 1.1)}; re-written <= rounds (one collided chunk a round): "
+        f"{'met' if rewritten <= rounds else 'missed'}",
+    )
+    report.notes.append(
+        "Row 11: the appends run in another process on the same Dask cluster and Prefect API, "
+        "so on a small machine they also take CPU from the backfill; the time under the same "
+        "load (appends to a copy of the dataset) separates that from the cost of landing on a "
+        "moving branch (the rounds' own time: reading the other commits' changes, re-writing, "
+        "merging and validating)."
     )
 
 

@@ -294,6 +294,7 @@ def write_partitions_task(
     partition_keys: Sequence[str] | None = None,
     repo: RepositoryLike | None = None,
     base_snapshot: str | None = None,
+    reuse_other_bases: bool = True,
 ) -> PartitionsWritten:
     """Write several partitions (``datasets[i]`` is the block of ``partitions[i]``),
     each a Dask task of its own, in one task run; return their forks.
@@ -309,9 +310,11 @@ def write_partitions_task(
     when it can still be read (:func:`~icechunk_prefect.core.integrity.fork_problem`)
     and, written on another base of the branch of ``repo``, when nothing it wrote
     was changed since (:func:`~icechunk_prefect.core.rebase.stale_problem`).
-    The whole batch is also cached under :data:`WRITE_CACHE_POLICY` (then its task
-    run shows as ``Cached``). ``partition_keys`` (optional) are those keys, computed
-    once by the caller.
+    With ``reuse_other_bases=False`` (a writer re-writing, on a branch that moved, the
+    partitions whose chunks collided) only forks written on ``base_snapshot`` itself
+    are taken: the others are known to be stale. The whole batch is also cached under
+    :data:`WRITE_CACHE_POLICY` (then its task run shows as ``Cached``).
+    ``partition_keys`` (optional) are those keys, computed once by the caller.
 
     Example:
         ```python
@@ -359,7 +362,7 @@ def write_partitions_task(
                 else partition_key(cache_scope, p, group, ds, fork)
             )
             found = _persisted_fork(store, key)
-            if found is None:
+            if found is None or (found.base != base and not reuse_other_bases):
                 continue
             problem = integrity.fork_problem(found.fork)
             if problem is None and found.base != base:

@@ -317,8 +317,9 @@ class FlowDatasetWriter:
     ) -> tuple[list[list[int]], list[PrefectFuture[Any]]]:
         """Submit the lazy writes of ``units`` (partition indices; the whole graph is
         unit 0) into copies of the child fork, on the lazy runner: batches of
-        partitions, and their futures. ``again``: written anew (never a cached batch;
-        persisted partitions are still reused when valid on the plan's base)."""
+        partitions, and their futures. ``again``: written anew (never a cached batch, no
+        persisted partition but one written on the plan's base itself: the others
+        collided)."""
         plan = self._require_plan()
         runner = self._start_lazy_runner()
         common = {
@@ -351,6 +352,7 @@ class FlowDatasetWriter:
                 "label": _batch_label(parts),
                 "partition_keys": [self._keys[i] for i in batch] if self._keys else None,
                 "repo": self._source,
+                "reuse_other_bases": not again,
             }
             futures.append(runner.submit(_again(task, again), params))
         return batches, futures
@@ -574,6 +576,7 @@ class FlowDatasetWriter:
         this run's region changed by the other commits."""
         plan = self._require_plan()
         assert self.fork is not None and self._merged is not None
+        started = time.monotonic()
         repository = self._source.open_repository()
         rebased = rebased_fork(repository, self.branch, self.fork)
         changes = branch_changes(repository, plan.base_snapshot, tip=rebased.snapshot_id)
@@ -610,6 +613,12 @@ class FlowDatasetWriter:
         self.plan = replace(plan, base_snapshot=rebased.snapshot_id)
         if hit:
             self._collect(*self._submit(hit, again=True))
+        try:
+            self._merged = self._merge_units()
+        finally:
+            self._stop_lazy_runner()
+        self._validated = False
+        self.validate()
         self._rounds.append(
             RebaseRound(
                 base=plan.base_snapshot,
@@ -617,15 +626,11 @@ class FlowDatasetWriter:
                 commits=len(changes.commits),
                 rewritten=len(hit),
                 kept=len(self._units) - len(hit),
+                seconds=time.monotonic() - started,
             )
         )
-        log_step(f"commit {self.branch}", "%s", self._rounds[-1].describe())
-        try:
-            self._merged = self._merge_units()
-        finally:
-            self._stop_lazy_runner()
-        self._validated = False
-        self.validate()
+        done = self._rounds[-1]
+        log_step(f"commit {self.branch}", "%s (round in %.1f s)", done.describe(), done.seconds)
 
     def _regions(self) -> dict[str, tuple[slice, ...]]:
         """Where this run writes, by array path: one slice per axis of each lazy variable."""

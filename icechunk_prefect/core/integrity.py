@@ -121,10 +121,13 @@ def fork_problem(fork: ForkSession) -> str | None:
     try:
         chunks = written_chunks(fork)
     except Exception as exc:  # its base snapshot was deleted
-        return f"its base snapshot {fork.snapshot_id} cannot be read ({str(exc).splitlines()[0]})"
+        return (
+            f"its base snapshot {fork.snapshot_id} cannot be read, garbage collected since? "
+            f"({str(exc).splitlines()[0]})"
+        )
     bad = unreadable_chunks(fork, chunks)
     if bad:
-        return f"{len(bad)} of its chunk(s) cannot be read, e.g. {bad[0]}"
+        return f"{len(bad)} of its chunk(s) cannot be read, garbage collected since? e.g. {bad[0]}"
     return None
 
 

@@ -362,13 +362,16 @@ def rebased_fork(repository: Any, branch: str, fork: Any) -> Any:
 @dataclass(frozen=True)
 class RebaseRound:
     """One round of landing on a branch that moved: from ``base`` to ``tip`` (past
-    ``commits`` other commits), ``rewritten`` partitions written again, ``kept`` kept."""
+    ``commits`` other commits), ``rewritten`` partitions written again, ``kept`` kept,
+    in ``seconds`` (reading the other commits' changes, the re-writes, merge and
+    validation; not the commit attempts)."""
 
     base: str
     tip: str
     commits: int
     rewritten: int
     kept: int
+    seconds: float = 0.0
 
     def describe(self) -> str:
         """``branch moved (2 commits), 1 partition re-written on the new tip, 72 kept``."""
@@ -387,5 +390,6 @@ def rebase_summary(rounds: Sequence[RebaseRound]) -> dict[str, Any]:
         "commits": sum(r.commits for r in rounds),
         "rewritten": sum(r.rewritten for r in rounds),
         "kept": rounds[-1].kept,
+        "seconds": round(sum(r.seconds for r in rounds), 3),
         "text": "; ".join(r.describe() for r in rounds),
     }

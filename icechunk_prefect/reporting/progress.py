@@ -44,11 +44,12 @@ logger = logging.getLogger("icechunk_prefect")
 
 
 def log_discarded(step: str, problem: str) -> None:
-    """Log that a fork a failed run persisted cannot be reused (``problem``)."""
+    """Log that a fork an earlier run with the same parameters persisted (a failed run,
+    or one that committed since) cannot be reused (``problem``)."""
     log_step(
         step,
-        "the fork a failed run left cannot be reused (%s, e.g. garbage collection ran "
-        "since); writing it again",
+        "the fork an earlier run with these parameters persisted cannot be reused (%s); "
+        "writing it again",
         problem,
     )
 
