@@ -6,11 +6,13 @@ in a fresh PREFECT_HOME and without PREFECT_API_URL (so the block's own
 the test session's Prefect server for ``prefect server start`` (its address replaces
 ``http://127.0.0.1:4200``: one server per test run), and a temporary folder for
 ``/data/climate.icechunk``. A line ending with ``&`` keeps running in the background,
-as in a terminal (``serve.py`` is waited for until its deployments are registered).
+as in a terminal (``serve.py`` is waited for until its deployments are registered for
+this repository).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -48,17 +50,29 @@ def test_block_extraction():
     assert lines[-1].startswith("uv run icechunk-prefect history")
 
 
-def _deployments_registered(env: dict[str, str], names: list[str]) -> bool:
-    out = subprocess.run(
-        ["uv", "run", "prefect", "deployment", "ls"],
-        cwd=ROOT,
-        env={**env, "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return out.returncode == 0 and all(n in out.stdout for n in names)
+def _deployments_registered(env: dict[str, str], names: list[str], repo: str) -> bool:
+    """Each deployment of ``names`` is registered for ``repo`` (the session's server may
+    hold deployments of the same names from other tests, for other repositories: a run
+    created before serve.py registered its own would write there)."""
+    for name in names:
+        out = subprocess.run(
+            ["uv", "run", "prefect", "deployment", "inspect", name, "-o", "json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if out.returncode != 0:
+            return False
+        try:
+            parameters = json.loads(out.stdout).get("parameters") or {}
+        except json.JSONDecodeError:
+            return False
+        if parameters.get("repository") != repo:
+            return False
+    return True
 
 
 @pytest.mark.skipif(
@@ -91,7 +105,7 @@ def test_readme_operations_block_runs_as_written(prefect_api, tmp_path):
                 if "serve.py" in command:
                     names = ["icechunk-create/create", "icechunk-backfill/backfill"]
                     deadline = time.monotonic() + 180
-                    while not _deployments_registered(env, names):
+                    while not _deployments_registered(env, names, repo):
                         assert proc.poll() is None, "serve.py exited"
                         assert time.monotonic() < deadline, "serve.py registered nothing"
                         time.sleep(2)
