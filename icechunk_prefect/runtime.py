@@ -227,10 +227,12 @@ class IcechunkDaskTaskRunner(DaskTaskRunner):
 
     @property
     def client(self) -> Any:
-        if self._client is None and self.sized_to_data and not self.address and not self._cluster:
+        if self._client is None and self.sized_to_data:
             ctx = FlowRunContext.get()
             values = ctx.parameters.values() if ctx is not None and ctx.parameters else ()
-            self.cluster_kwargs = local_cluster_kwargs(data_bytes(values))
+            kwargs = self.cluster_kwargs_for(values)
+            if kwargs is not None:
+                self.cluster_kwargs = kwargs
         return super().client
 
     def __enter__(self) -> IcechunkDaskTaskRunner:

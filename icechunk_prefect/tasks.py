@@ -554,19 +554,6 @@ def commit_task(
         assert metadata_only("/tmp/doc-commit-task") != snapshot  # a new run, a new commit
         ```
     """
-    return _commit(repo, branch, fork, message, metadata, base_snapshot, key, verify_chunks)
-
-
-def _commit(
-    repo: RepositoryLike,
-    branch: str,
-    fork: ForkSession,
-    message: str,
-    metadata: Mapping[str, Any] | None,
-    base_snapshot: str | None,
-    key: str | None,
-    verify_chunks: Mapping[str, Sequence[tuple[int, ...]]] | None,
-) -> str:
     return sessions.commit_fork(
         repo,
         branch,
@@ -628,7 +615,9 @@ def try_commit_task(
         ```
     """
     try:
-        sid = _commit(repo, branch, fork, message, metadata, base_snapshot, key, verify_chunks)
+        sid = commit_task.fn(
+            repo, branch, fork, message, metadata, base_snapshot, key, verify_chunks
+        )
     except BranchMovedError as moved:
         return CommitAttempt(moved=moved.collisions)
     return CommitAttempt(snapshot_id=sid)

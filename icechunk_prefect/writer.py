@@ -402,10 +402,8 @@ class FlowDatasetWriter:
         # (A unit whose result never came is not merged: the validation gate reports it.)
         units = [u for u in self._units if u is not None]
         level: list[Any] = [f for f, _ in units]
-        counts: list[Mapping[str, int]] | None = (
-            [c for _, c in units if c is not None] if units else None
-        )
-        if counts is not None and len(counts) != len(level):
+        counts = [c for _, c in units if c is not None]
+        if len(counts) != len(level):  # the whole graph's fork comes without counts
             counts = None
         while len(level) > self.merge_split_every:
             runner = self._start_lazy_runner()
@@ -579,8 +577,12 @@ class FlowDatasetWriter:
         started = time.monotonic()
         repository = self._source.open_repository()
         rebased = rebased_fork(repository, self.branch, self.fork)
-        changes = branch_changes(repository, plan.base_snapshot, tip=rebased.snapshot_id)
-        found = collisions(repository, changes, self._merged)
+        # What the commit attempt read stays valid unless the branch moved again since.
+        seen = {(moved.changes.base, moved.changes.tip): moved.changes}
+        changes = branch_changes(
+            repository, plan.base_snapshot, tip=rebased.snapshot_id, cache=seen
+        )
+        found = moved if changes is moved.changes else collisions(repository, changes, self._merged)
         own = collisions(repository, changes, self.fork)
         if found.conflicts or own:
             what = found if found.conflicts else own
@@ -599,14 +601,15 @@ class FlowDatasetWriter:
                     "Nothing of this run was committed. Pass on_overlap='land-after' to land "
                     "after them (this run's values win, as a later run would), or re-run."
                 )
+        collided = {path: set(coords) for path, coords in found.chunks.items()}
         hit = [
             i
             for i, unit in enumerate(self._units)
             if unit is not None
             and any(
-                set(map(tuple, coords)) & set(found.chunks.get(path, ()))
+                not collided[path].isdisjoint(map(tuple, coords))
                 for path, coords in unit[0].status().updated_chunks.items()
-                if path in found.chunks
+                if path in collided
             )
         ]
         self.fork, self._child = rebased, rebased.fork()

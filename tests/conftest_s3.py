@@ -77,6 +77,23 @@ class S3Server:
             "force_path_style": True,
         }
 
+    def save_block(self, prefix: str, stem: str) -> str:
+        """Save an IcechunkRepository block for ``prefix`` holding this server's keys (a
+        name from ``stem`` and a random suffix); return its name."""
+        import uuid
+
+        from pydantic import SecretStr
+
+        from icechunk_prefect.storage.block import IcechunkRepository
+
+        name = f"{stem}-{uuid.uuid4().hex[:8]}"
+        IcechunkRepository(
+            **self.block_fields(prefix),
+            access_key_id=SecretStr(self.access_key_id),
+            secret_access_key=SecretStr(self.secret_access_key),
+        ).save(name)
+        return name
+
     def objects(self, prefix: str) -> dict[str, bytes]:
         """Every object under ``prefix`` (key -> bytes)."""
         client = self.client()

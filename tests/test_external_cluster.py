@@ -9,7 +9,6 @@ through the Prefect API (the saved IcechunkRepository block).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +17,7 @@ import icechunk
 import pytest
 import xarray as xr
 
-from icechunk_prefect import DaskClusterConfig, IcechunkRepository, to_icechunk
+from icechunk_prefect import DaskClusterConfig, to_icechunk
 from tests.cluster_helpers import hand_started_cluster
 from tests.helpers import completed_task_runs, small_dataset
 
@@ -40,12 +39,7 @@ def _worker_state() -> tuple[str | None, str | None, int]:
 def test_flow_on_existing_cluster_reports_to_flow_api(hand_made_cluster, s3_server, s3_prefix):
     from distributed import Client
 
-    name = f"ext-{uuid.uuid4().hex[:8]}"
-    IcechunkRepository(
-        **s3_server.block_fields(s3_prefix),
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,
-    ).save(name)
+    name = s3_server.save_block(s3_prefix, "ext")
     ds = small_dataset()
     runner: Any = DaskClusterConfig(address=hand_made_cluster).task_runner()
     state = to_icechunk.with_options(task_runner=runner)(

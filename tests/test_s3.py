@@ -89,12 +89,7 @@ def test_concurrent_writers_on_s3(runner, s3_server, s3_prefix):
     """Two writers build on the same tip: disjoint regions both land; on one region the
     second lands after the first (its values win), or, with on_overlap="refuse", fails
     with a conflict and nothing of it lands."""
-    name = f"conc-{uuid.uuid4().hex[:8]}"
-    IcechunkRepository(
-        **s3_server.block_fields(s3_prefix),
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,
-    ).save(name)
+    name = s3_server.save_block(s3_prefix, "conc")
     ref = f"icechunk-repository/{name}"
     base = small_dataset(periods=40)
     repo = icechunk.Repository.create(s3_server.storage(s3_prefix))
@@ -149,12 +144,7 @@ def test_resume_on_s3(runner, s3_server, s3_prefix, tmp_path, monkeypatch):
 
     results = tmp_path / "results"
     monkeypatch.setenv(RESULT_STORAGE_ENV, str(results))
-    name = f"resume-{uuid.uuid4().hex[:8]}"
-    IcechunkRepository(
-        **s3_server.block_fields(s3_prefix),
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,
-    ).save(name)
+    name = s3_server.save_block(s3_prefix, "resume")
     marks = tmp_path / "marks"
     ds = instrument(small_dataset(), "a", marks)
     (marks / "poison-3_0").touch()

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -146,12 +145,7 @@ def test_secrets_never_travel(runner, dask_cluster, s3_server, s3_prefix, tmp_pa
     creds = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
     assert not [k for k in creds if k in os.environ]
 
-    name = f"secret-scan-{uuid.uuid4().hex[:8]}"
-    IcechunkRepository(
-        **s3_server.block_fields(s3_prefix),
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,
-    ).save(name)
+    name = s3_server.save_block(s3_prefix, "secret-scan")
     block = cast(IcechunkRepository, IcechunkRepository.load(name))  # holds the secrets here
     assert block.secret_access_key is not None
     assert block.secret_access_key.get_secret_value() == s3_server.secret_access_key

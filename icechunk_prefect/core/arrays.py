@@ -38,7 +38,13 @@ import xarray as xr
 import zarr
 from icechunk.session import ForkSession
 
-from icechunk_prefect.core.planning import Partition, WritePlan, check_dask_chunks, partition_cuts
+from icechunk_prefect.core.planning import (
+    Partition,
+    WritePlan,
+    check_dask_chunks,
+    partition_cuts,
+    region_of,
+)
 from icechunk_prefect.errors import InputValidationError, RegionError
 
 __all__ = [
@@ -218,7 +224,7 @@ def write_block(
         target = zarr.open_array(
             fork.store, path=name, mode="r+", config={"write_empty_chunks": True}
         )
-        region = tuple(partition.target[str(d)] for d in var.dims)
+        region = region_of(var, partition.target)
         data: Any = var.data
         if isinstance(data, da.Array):
             da.store(data, target, regions=region, lock=False, scheduler=scheduler)

@@ -180,10 +180,8 @@ def schema_problems(ctx: CheckContext) -> list[str]:
         # from the store), which may hold the dataset's dtype safely (ints in floats).
         written_as = ctx.plan.encodings.get(name, {}).get("dtype")
         existing = written_as is not None and stored_alike(written_as, arr.dtype)
-        if want.dtype is not None and not (
-            stored_alike(want.dtype, arr.dtype)
-            or (existing and stored_unchanged(want.dtype, arr.dtype))
-        ):
+        fits = stored_unchanged if existing else stored_alike
+        if want.dtype is not None and not fits(want.dtype, arr.dtype):
             problems.append(
                 f"schema: {name!r} holds {arr.dtype} in the store, expected {want.dtype}"
             )

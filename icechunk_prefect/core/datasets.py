@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from dask.base import is_dask_collection
+from xarray.backends.common import NONE_VAR_NAME
 
 from icechunk_prefect.errors import InputValidationError
 
@@ -27,7 +28,6 @@ __all__ = [
 
 _DATAARRAY_NAME = "__xarray_dataarray_name__"
 _DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
-_NONE_NAME = "__values__"
 
 
 def as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
@@ -50,7 +50,7 @@ def as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
         )
     if None in ds.variables:
         # to_zarr stores a variable named None as "__values__" (and reads it back as None).
-        ds = ds.rename({None: _NONE_NAME})  # type: ignore[dict-item]
+        ds = ds.rename({None: NONE_VAR_NAME})  # type: ignore[dict-item]
     if not ds.variables:
         raise InputValidationError(
             "The dataset is empty (no variables): there is nothing to write. "

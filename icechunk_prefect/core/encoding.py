@@ -143,13 +143,13 @@ def encode_for_store(
     encoding: Mapping[str, Any],
     array: zarr.Array,
     *,
-    scheduler: str = "threads",
+    scheduler: str | None = "threads",
 ) -> xr.Variable:
     """``var``'s values encoded with ``encoding`` (see :func:`write_encodings`) by
     xarray's own Zarr encoder, for the stored ``array``. Dask-backed numbers, booleans
     and times stay lazy; strings and objects, which xarray's encoder would compute on
     dask's default scheduler (on a Dask worker: the cluster), are computed first, on
-    ``scheduler``.
+    ``scheduler`` (``None``: dask's default, e.g. the cluster of a current client).
 
     Example:
         ```python

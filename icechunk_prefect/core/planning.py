@@ -33,6 +33,7 @@ __all__ = [
     "check_region_chunks",
     "partition_cuts",
     "plan_partitions",
+    "region_of",
     "resolve_region",
     "stored_chunking",
 ]
@@ -376,6 +377,11 @@ def _default_partition_dim(ds: xr.Dataset, variables: Sequence[str]) -> str:
     if not dims:
         raise InputValidationError(f"Variable {biggest!r} is a scalar; nothing to partition.")
     return str(dims[0])
+
+
+def region_of(var: xr.Variable, region: Mapping[str, slice]) -> tuple[slice, ...]:
+    """``var``'s part of ``region`` (dimension name -> slice): one slice per axis."""
+    return tuple(region[str(d)] for d in var.dims)
 
 
 def array_path(group: str | None, name: str) -> str:

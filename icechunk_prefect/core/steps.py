@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -56,6 +56,7 @@ from icechunk_prefect.core.planning import (
     check_region_bounds,
     check_region_chunks,
     plan_partitions,
+    region_of,
     resolve_region,
     stored_chunking,
 )
@@ -282,10 +283,6 @@ def _plan_write(fork: ForkSession, dataset: xr.Dataset, spec: WriteSpec) -> Writ
     )
 
 
-def _region_of(var: xr.Variable, region: Mapping[str, slice]) -> tuple[slice, ...]:
-    return tuple(region[str(d)] for d in var.dims)
-
-
 def _open_array(fork: ForkSession, group: str | None, name: str) -> zarr.Array:
     """Array ``name`` of ``group`` in ``fork``, for writing. Chunks holding only the fill
     value are written too (Zarr would skip them; see :func:`write_partition`): set on
@@ -317,7 +314,7 @@ def write_eager(fork: ForkSession, dataset: xr.Dataset, plan: WritePlan) -> Fork
                 name,
                 var,
                 plan.encodings.get(name, {}),
-                _region_of(var, plan.region),
+                region_of(var, plan.region),
                 stream=False,
             )
     return fork
@@ -611,7 +608,7 @@ def _write_partition_here(
     for name in partition.variables:
         var = dataset.variables[name]
         array = _open_array(fork, group, name)
-        region = _region_of(var, partition.target)
+        region = region_of(var, partition.target)
         with refusals(f"Writing {name!r} of partition {partition.label}"):
             write_variable(
                 array,
@@ -677,9 +674,11 @@ def write_lazy_graph(
             array = zarr.open_array(
                 fork.store, path=array_path(plan.group, name).lstrip("/"), mode="r+"
             )
-            region = _region_of(var, plan.region)
+            region = region_of(var, plan.region)
             with refusals(f"Encoding the lazy variable {name!r}"):
-                encoded = encode_for_store(name, var, plan.encodings.get(name, {}), array)
+                encoded = encode_for_store(  # strings computed on the cluster, as upstream
+                    name, var, plan.encodings.get(name, {}), array, scheduler=None
+                )
             if not is_dask_collection(encoded.data):  # computed to be encoded (strings)
                 array[region] = np.asarray(encoded.data)
                 continue

@@ -395,7 +395,8 @@ def append_dataset(
                 operation="append", committed=False, summary=summary, plan=described
             )
         # An append replaces the group's attributes with the new data's: keep the record.
-        ds = record_source(ds, recorded_source(repo, branch, group))
+        recorded = chosen.config if chosen.origin == "dataset" else None
+        ds = record_source(ds, recorded or recorded_source(repo, branch, group))
         sid = _write(
             cluster,
             ds,
